@@ -1,0 +1,50 @@
+# Yggdrasil: control plane for fleets of runners. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+BIN := bin
+GOTESTFLAGS ?= -count=1 -timeout 20m
+
+.PHONY: help build run test test-race bench lint check tidy redis-server clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build every binary into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/api ./services/api
+	$(GO) build -o $(BIN)/sweeper ./services/sweeper
+	$(GO) build -o $(BIN)/hooks ./services/hooks
+
+run: ## run the controller (api, sweeper, hooks) on REDIS_URL, localhost:6379, or an embedded dev Redis
+	$(GO) run ./tools/devrun
+
+redis-server: ## install redis-server through apt when it is missing
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server missing: installing it with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@redis-server --version
+
+test: redis-server ## run every module's tests against private redis-servers
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test $(GOTESTFLAGS) ./...); done
+
+test-race: redis-server ## the tests with the race detector
+	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -race $(GOTESTFLAGS) ./...); done
+
+bench: redis-server ## run the benchmarks (figures go in the README)
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...); done
+
+lint: ## gofmt and go vet on every module
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+
+check: lint ## lint, import boundaries, and go mod tidy must change nothing
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
+	@bad=$$(cd shared && $(GO) list -deps ./... | grep -E 'yggdrasil/services/|gofiber|hibiken/asynq' || true); \
+		if [ -n "$$bad" ]; then echo "shared must not import services, fiber or asynq:"; echo "$$bad"; exit 1; fi
+	@bad=$$(cd shared && $(GO) list -deps ./wire | grep -E 'go-redis|gofiber|asynq' || true); \
+		if [ -n "$$bad" ]; then echo "shared/wire must not import redis, fiber or asynq:"; echo "$$bad"; exit 1; fi
+	@echo "check: ok"
+
+clean: ## remove build output
+	rm -rf $(BIN)

@@ -1,0 +1,121 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+)
+
+// API configures services/api.
+type API struct {
+	Common
+	// Port (PORT, default 3000).
+	Port int `env:"PORT"`
+	// APIKeys (API_KEYS, comma-separated, default none): keys that may
+	// register runners. None means auth is off (refused in production).
+	APIKeys []string `env:"API_KEYS" envSeparator:","`
+	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
+	// keys. None means the API_KEYS are operator keys too.
+	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
+	// LeaseTTLMs (LEASE_TTL_MS, default 60000): how long a lease lasts without a heartbeat.
+	LeaseTTLMs int64 `env:"LEASE_TTL_MS"`
+	// HeartbeatIntervalMs (HEARTBEAT_INTERVAL_MS, default 15000): the interval runners are told to heartbeat at.
+	HeartbeatIntervalMs int64 `env:"HEARTBEAT_INTERVAL_MS"`
+	// ExpectedRunnerVersion (EXPECTED_RUNNER_VERSION, default ""): semver
+	// constraint or version runners must meet; empty means any version complies.
+	ExpectedRunnerVersion string `env:"EXPECTED_RUNNER_VERSION"`
+	// MaxRunners (MAX_RUNNERS, default 0 = no limit): live runners beyond which
+	// registrations are refused with 503.
+	MaxRunners int `env:"MAX_RUNNERS"`
+	// MetricsPerRunner (METRICS_PER_RUNNER, default true): export per-runner
+	// series; switch off for very large fleets.
+	MetricsPerRunner bool `env:"METRICS_PER_RUNNER"`
+	// MetricsCacheMs (METRICS_CACHE_MS, default 10000): how long the
+	// per-runner collector reuses its last scan of the fleet.
+	MetricsCacheMs int64 `env:"METRICS_CACHE_MS"`
+	// BodyLimitBytes (BODY_LIMIT_BYTES, default 1048576): largest request body.
+	BodyLimitBytes int `env:"BODY_LIMIT_BYTES"`
+	// LongPollMaxMs (LONG_POLL_MAX_MS, default 30000): longest `wait` a task listing may hold.
+	LongPollMaxMs int64 `env:"LONG_POLL_MAX_MS"`
+	// TaskRetentionMs (TASK_RETENTION_MS, default 7 days): how long finished tasks stay readable.
+	TaskRetentionMs int64 `env:"TASK_RETENTION_MS"`
+}
+
+// DefaultAPI returns the API defaults.
+func DefaultAPI() API {
+	return API{
+		Common:              defaultCommon(),
+		Port:                3000,
+		LeaseTTLMs:          60000,
+		HeartbeatIntervalMs: 15000,
+		MetricsPerRunner:    true,
+		MetricsCacheMs:      10000,
+		BodyLimitBytes:      1 << 20,
+		LongPollMaxMs:       30000,
+		TaskRetentionMs:     int64(7 * 24 * time.Hour / time.Millisecond),
+	}
+}
+
+// LoadAPI reads the API configuration from environ (see Environ) over the
+// defaults and validates it, reporting every problem at once.
+func LoadAPI(environ map[string]string) (API, error) {
+	cfg := DefaultAPI()
+	if err := parse(&cfg, environ); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every invalid value at once.
+func (c API) Validate() error {
+	errs := c.Common.validate()
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("PORT: %d is not a port", c.Port))
+	}
+	if c.LeaseTTLMs < 1000 {
+		errs = append(errs, fmt.Errorf("LEASE_TTL_MS: %d is below 1000", c.LeaseTTLMs))
+	}
+	if c.HeartbeatIntervalMs < 100 {
+		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS: %d is below 100", c.HeartbeatIntervalMs))
+	}
+	if c.HeartbeatIntervalMs >= c.LeaseTTLMs {
+		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS (%d) must be below LEASE_TTL_MS (%d)", c.HeartbeatIntervalMs, c.LeaseTTLMs))
+	}
+	if c.ExpectedRunnerVersion != "" {
+		if _, err := semver.NewConstraint(c.ExpectedRunnerVersion); err != nil {
+			errs = append(errs, fmt.Errorf("EXPECTED_RUNNER_VERSION: %q: %w", c.ExpectedRunnerVersion, err))
+		}
+	}
+	if c.MaxRunners < 0 {
+		errs = append(errs, fmt.Errorf("MAX_RUNNERS: %d is negative", c.MaxRunners))
+	}
+	if c.BodyLimitBytes < 1024 {
+		errs = append(errs, fmt.Errorf("BODY_LIMIT_BYTES: %d is below 1024", c.BodyLimitBytes))
+	}
+	if c.LongPollMaxMs < 0 {
+		errs = append(errs, fmt.Errorf("LONG_POLL_MAX_MS: %d is negative", c.LongPollMaxMs))
+	}
+	for _, k := range append(append([]string{}, c.APIKeys...), c.AdminAPIKeys...) {
+		if len(k) < 16 {
+			errs = append(errs, errors.New("API_KEYS/ADMIN_API_KEYS: every key must be at least 16 characters"))
+			break
+		}
+	}
+	if c.Production() && len(c.APIKeys) == 0 && len(c.AdminAPIKeys) == 0 {
+		errs = append(errs, errors.New("API_KEYS: NODE_ENV=production requires API keys; refusing to run with auth off"))
+	}
+	return errors.Join(errs...)
+}
+
+// LeaseTTL is LeaseTTLMs as a duration.
+func (c API) LeaseTTL() time.Duration { return time.Duration(c.LeaseTTLMs) * time.Millisecond }
+
+// HeartbeatInterval is HeartbeatIntervalMs as a duration.
+func (c API) HeartbeatInterval() time.Duration {
+	return time.Duration(c.HeartbeatIntervalMs) * time.Millisecond
+}

@@ -1,0 +1,104 @@
+// Package config is the only place that reads the environment. Each service
+// has a struct here: defaults in one place (its Default function), then Load
+// from the environment, then Validate reporting every problem at once.
+//
+// It must never connect to anything or log: it turns variables into values.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+)
+
+// Common is configuration every service reads.
+type Common struct {
+	// RedisURL (REDIS_URL, default ""): where the state lives. Empty means
+	// redis://127.0.0.1:6379/0 in services; `make run` falls back to an
+	// embedded dev Redis when nothing answers there.
+	RedisURL string `env:"REDIS_URL"`
+	// NodeEnv (NODE_ENV, default "development"): "production" makes missing
+	// keys fatal instead of a warning.
+	NodeEnv string `env:"NODE_ENV"`
+	// LogLevel (LOG_LEVEL, default info): error, warn, info or debug.
+	LogLevel wire.LogLevel `env:"LOG_LEVEL"`
+	// LogFormat (LOG_FORMAT, default json): json or simple.
+	LogFormat string `env:"LOG_FORMAT"`
+	// MetricsPrefix (METRICS_PREFIX, default "yggdrasil_"): prefix of every metric name.
+	MetricsPrefix string `env:"METRICS_PREFIX"`
+}
+
+// DefaultRedisURL is used when REDIS_URL is empty.
+const DefaultRedisURL = "redis://127.0.0.1:6379/0"
+
+func defaultCommon() Common {
+	return Common{NodeEnv: "development", LogLevel: wire.LogInfo, LogFormat: "json", MetricsPrefix: "yggdrasil_"}
+}
+
+// Production reports whether NODE_ENV is production.
+func (c Common) Production() bool { return strings.EqualFold(c.NodeEnv, "production") }
+
+// Logger returns the logger configuration.
+func (c Common) Logger() wire.LoggerConfig {
+	return wire.LoggerConfig{Level: c.LogLevel, Format: c.LogFormat}
+}
+
+// RedisAddrURL returns RedisURL, or the default when it is empty.
+func (c Common) RedisAddrURL() string {
+	if c.RedisURL == "" {
+		return DefaultRedisURL
+	}
+	return c.RedisURL
+}
+
+func (c Common) validate() []error {
+	var errs []error
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "json", "simple", "text":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is not json or simple", c.LogFormat))
+	}
+	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") && !strings.HasPrefix(c.RedisURL, "unix://") {
+		errs = append(errs, fmt.Errorf("REDIS_URL: %q is not a redis://, rediss:// or unix:// URL", c.RedisURL))
+	}
+	return errs
+}
+
+// Environ returns the process environment as a map, for Load functions.
+func Environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// parse fills cfg (already holding defaults) from environ. Variables that are
+// set but empty keep the default. Every parse error is returned, joined.
+func parse(cfg any, environ map[string]string) error {
+	clean := make(map[string]string, len(environ))
+	for k, v := range environ {
+		if strings.TrimSpace(v) != "" {
+			clean[k] = strings.TrimSpace(v)
+		}
+	}
+	if err := env.ParseWithOptions(cfg, env.Options{Environment: clean}); err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			return errors.Join(agg.Errors...)
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package store
+
+// Every Redis key the control plane uses is built here and nowhere else.
+//
+// All keys share the hash tag {ygg}, so every key lives in one cluster slot and
+// the Lua scripts, which touch several keys at once, stay legal on a Redis
+// Cluster. Scripts that must build per-task keys receive the prefix from
+// TaskKeyPrefix instead of spelling it out.
+
+const prefix = "{ygg}:"
+
+// RunnerKey is the runner record. HASH: id, name, version, realm, endpoint,
+// labels (JSON), capacity, status, epoch, tokenHash, registeredAt,
+// lastHeartbeat, leaseExpiresAt (ms), resources (JSON), tasksRunning,
+// pendingUpdate (JSON), offlineReason, offlineAt (ms).
+func RunnerKey(id string) string { return prefix + "runner:" + id }
+
+// LeaseKey is a runner's lease. STRING holding the epoch, with a PX TTL: its
+// expiry (and the keyspace event it raises) is what the sweeper watches.
+func LeaseKey(id string) string { return prefix + "lease:" + id }
+
+// LeaseKeyPrefix is what every LeaseKey starts with; the sweeper strips it
+// from keyspace expiry events.
+const LeaseKeyPrefix = prefix + "lease:"
+
+// LeaseDeadlinesKey is the lease deadline index. ZSET: member runner id,
+// score lease deadline in ms (Redis TIME). Only runners holding a lease are in it.
+func LeaseDeadlinesKey() string { return prefix + "leases" }
+
+// RunnersKey indexes every runner ever registered. ZSET: member runner id,
+// score 0, so that listing pages lexicographically with ZRANGEBYLEX.
+func RunnersKey() string { return prefix + "runners" }
+
+// StatusIndexKey indexes runners by lifecycle status (online, unreachable,
+// offline). ZSET: member runner id, score 0. ZCARD gives the fleet gauges.
+func StatusIndexKey(status string) string { return prefix + "runners:status:" + status }
+
+// RealmIndexKey indexes the runners of one realm. ZSET: member runner id, score 0.
+func RealmIndexKey(realm string) string { return prefix + "realm:" + realm }
+
+// RealmIndexPrefix is what every RealmIndexKey starts with.
+const RealmIndexPrefix = prefix + "realm:"
+
+// RealmsKey lists the realms in use. ZSET: member realm, score 0.
+func RealmsKey() string { return prefix + "realms" }
+
+// TaskKey is a task. HASH: id, runnerId, type, payload, status, timeoutMs,
+// createdAt, startedAt, finishedAt (ms), result, error, epoch.
+func TaskKey(id string) string { return prefix + "task:" + id }
+
+// TaskKeyPrefix is what every TaskKey starts with; scripts that fail a
+// runner's tasks build task keys from it.
+const TaskKeyPrefix = prefix + "task:"
+
+// RunnerTasksKey indexes all of a runner's tasks. ZSET: member task id,
+// score creation time in ms.
+func RunnerTasksKey(runnerID string) string { return prefix + "runner:" + runnerID + ":tasks" }
+
+// RunnerPendingKey holds a runner's dispatched, not yet started tasks. ZSET:
+// member task id, score creation time in ms.
+func RunnerPendingKey(runnerID string) string { return prefix + "runner:" + runnerID + ":pending" }
+
+// RunnerActiveKey holds a runner's unfinished (pending or running) tasks.
+// SET of task ids.
+func RunnerActiveKey(runnerID string) string { return prefix + "runner:" + runnerID + ":active" }
+
+// RunnerCancelKey holds running tasks the runner must stop (cancelled by an
+// operator or timed out). ZSET: member task id, score time added in ms.
+func RunnerCancelKey(runnerID string) string { return prefix + "runner:" + runnerID + ":cancel" }
+
+// TaskDeadlinesKey is the task deadline index. ZSET: member task id, score
+// dispatch time + timeoutMs in ms. Only unfinished tasks with a timeout are in it.
+func TaskDeadlinesKey() string { return prefix + "tasks:deadlines" }
+
+// IdempotencyKey maps a dispatch's Idempotency-Key to the task it created.
+// STRING holding the task id, with a TTL.
+func IdempotencyKey(runnerID, key string) string {
+	return prefix + "idem:" + runnerID + ":" + key
+}
+
+// OutboxKey is the durable outbox of lifecycle events read by the hooks
+// relay. STREAM: fields type, ts (ms), data (JSON).
+func OutboxKey() string { return prefix + "outbox" }
+
+// StatsKey holds fleet-wide counters. HASH: tasks_dispatched,
+// tasks_completed:<status>, transitions:<reason>.
+func StatsKey() string { return prefix + "stats" }
+
+// QuarantineKey holds the runners the sweeper quarantined after a correlated
+// loss. ZSET: member runner id, score time quarantined in ms.
+func QuarantineKey() string { return prefix + "quarantine" }
+
+// QuarantineStateKey is the sweeper's correlated-loss state. HASH: active
+// (0/1), since (ms), reason, count.
+func QuarantineStateKey() string { return prefix + "quarantine:state" }
+
+// RecentExpiriesKey records recent lease expiries for correlated-loss
+// detection. ZSET: member runner id, score expiry time in ms.
+func RecentExpiriesKey() string { return prefix + "expiries:recent" }
+
+// DispatchChannel is the pub/sub channel on which a dispatch announces the
+// runner id, waking long polls on every API replica.
+func DispatchChannel() string { return prefix + "dispatch" }

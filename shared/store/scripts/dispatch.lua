@@ -1,0 +1,46 @@
+-- dispatch.lua: create a task for a runner, at most once per Idempotency-Key.
+--
+-- KEYS[1] runner hash          KEYS[2] task hash
+-- KEYS[3] runner tasks zset    KEYS[4] runner pending zset
+-- KEYS[5] runner active set    KEYS[6] task deadline zset
+-- KEYS[7] idempotency key      KEYS[8] stats hash
+-- ARGV[1] task id   ARGV[2] runner id   ARGV[3] type   ARGV[4] payload JSON
+-- ARGV[5] timeout ms (0 = none)   ARGV[6] '1' when an idempotency key was given
+-- ARGV[7] idempotency TTL ms   ARGV[8] dispatch pub/sub channel
+--
+-- Returns {0, task id, createdAt ms} for a new task;
+--         {5, existing task id} when the idempotency key already made one;
+--         {1} unknown runner; {2, status} runner offline or unreachable.
+if ARGV[6] == '1' then
+  local existing = redis.call('GET', KEYS[7])
+  if existing then
+    return {5, existing}
+  end
+end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return {1}
+end
+if status == 'offline' or status == 'unreachable' then
+  return {2, status}
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tid = ARGV[1]
+local timeout = tonumber(ARGV[5])
+
+redis.call('HSET', KEYS[2], 'id', tid, 'runnerId', ARGV[2], 'type', ARGV[3],
+  'payload', ARGV[4], 'status', 'pending', 'timeoutMs', timeout, 'createdAt', now)
+redis.call('ZADD', KEYS[3], now, tid)
+redis.call('ZADD', KEYS[4], now, tid)
+redis.call('SADD', KEYS[5], tid)
+if timeout > 0 then
+  redis.call('ZADD', KEYS[6], now + timeout, tid)
+end
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[7], tid, 'PX', ARGV[7])
+end
+redis.call('HINCRBY', KEYS[8], 'tasks_dispatched', 1)
+redis.call('PUBLISH', ARGV[8], ARGV[2])
+return {0, tid, now}

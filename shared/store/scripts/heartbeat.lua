@@ -1,0 +1,84 @@
+-- heartbeat.lua: renew a runner's lease and collect what the controller wants from it.
+--
+-- KEYS[1] runner hash             KEYS[2] lease key
+-- KEYS[3] lease deadline zset     KEYS[4] status:online zset
+-- KEYS[5] status:unreachable zset KEYS[6] quarantine zset
+-- KEYS[7] runner pending zset     KEYS[8] runner cancel zset
+-- KEYS[9] outbox stream
+-- ARGV[1] runner id   ARGV[2] lease epoch (0 = not checked)   ARGV[3] lease TTL ms
+-- ARGV[4] activity ('' = unchanged)   ARGV[5] resources JSON ('' = unchanged)
+-- ARGV[6] tasks running ('' = unchanged)   ARGV[7] version ('' = unchanged)
+-- ARGV[8] task key prefix   ARGV[9] max tasks to return   ARGV[10] cancel retention ms
+--
+-- Returns {0, epoch, deadline ms, pendingUpdate JSON or '', tasks, cancel ids}
+--   where tasks is a flat list of (id, type, payload, timeoutMs, createdAt) tuples;
+--         {1} unknown runner; {2, epoch} runner offline; {3, epoch} stale epoch.
+-- A heartbeat that reaches the script before the sweeper's transition wins the
+-- race and keeps the runner online: the sweeper re-checks the lease atomically.
+-- An unreachable (quarantined) runner comes back online under the same epoch.
+local st = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'pendingUpdate', 'version', 'name', 'realm', 'endpoint')
+local status = st[1]
+if not status then
+  return {1}
+end
+local epoch = tonumber(st[2])
+if status == 'offline' then
+  return {2, epoch}
+end
+local argEpoch = tonumber(ARGV[2])
+if argEpoch ~= 0 and argEpoch ~= epoch then
+  return {3, epoch}
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local id = ARGV[1]
+local deadline = now + tonumber(ARGV[3])
+
+redis.call('SET', KEYS[2], epoch, 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], deadline, id)
+redis.call('HSET', KEYS[1], 'lastHeartbeat', now, 'leaseExpiresAt', deadline)
+if status == 'unreachable' then
+  redis.call('HSET', KEYS[1], 'status', 'online')
+  redis.call('ZREM', KEYS[5], id)
+  redis.call('ZADD', KEYS[4], 0, id)
+  redis.call('ZREM', KEYS[6], id)
+  redis.call('XADD', KEYS[9], '*', 'type', 'runner.recovered', 'ts', now,
+    'data', cjson.encode({runner = {id = id, name = st[5], version = st[4], realm = st[6], endpoint = st[7]}, leaseEpoch = epoch}))
+end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'activity', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'resources', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'tasksRunning', ARGV[6]) end
+local version = st[4]
+if ARGV[7] ~= '' then
+  version = ARGV[7]
+  redis.call('HSET', KEYS[1], 'version', version)
+end
+
+local pending = st[3] or ''
+if pending ~= '' and version then
+  local want = cjson.decode(pending).version or ''
+  if string.gsub(want, '^v', '') == string.gsub(version, '^v', '') then
+    redis.call('HDEL', KEYS[1], 'pendingUpdate')
+    pending = ''
+  end
+end
+
+local tasks = {}
+for _, tid in ipairs(redis.call('ZRANGE', KEYS[7], 0, tonumber(ARGV[9]) - 1)) do
+  local f = redis.call('HMGET', ARGV[8] .. tid, 'type', 'payload', 'timeoutMs', 'createdAt', 'status')
+  if f[5] == 'pending' then
+    table.insert(tasks, tid)
+    table.insert(tasks, f[1] or '')
+    table.insert(tasks, f[2] or '')
+    table.insert(tasks, f[3] or '0')
+    table.insert(tasks, f[4] or '0')
+  else
+    redis.call('ZREM', KEYS[7], tid)
+  end
+end
+
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - tonumber(ARGV[10]))
+local cancel = redis.call('ZRANGE', KEYS[8], 0, -1)
+
+return {0, epoch, deadline, pending, tasks, cancel}
