@@ -1,0 +1,160 @@
+// Command devrun is `make run`: it runs the API, the sweeper and the hooks
+// worker in one process for development. It uses REDIS_URL when set, else a
+// Redis on localhost:6379, else an embedded in-process Redis (miniredis),
+// which is for development only: it keeps nothing and is not Redis.
+//
+// When RUNNER_OFFLINE_HOOK is empty it also starts a local webhook receiver
+// that logs every delivery, and points the hooks worker at it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	apiapp "github.com/yggdrasil-cp/yggdrasil/services/api/app"
+	hooksapp "github.com/yggdrasil-cp/yggdrasil/services/hooks/app"
+	"github.com/yggdrasil-cp/yggdrasil/services/hooks/devreceiver"
+	sweeperapp "github.com/yggdrasil-cp/yggdrasil/services/sweeper/app"
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "devrun:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	environ := config.Environ()
+	dev, err := config.LoadDev(environ)
+	if err != nil {
+		return err
+	}
+	apiCfg, err := config.LoadAPI(config.WithPort(environ, dev.APIPort))
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(apiCfg.Logger())
+	if err != nil {
+		return err
+	}
+
+	redisURL, cleanup, err := chooseRedis(ctx, log, apiCfg.RedisURL, dev.Embedded)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	environ["REDIS_URL"] = redisURL
+	apiCfg.RedisURL = redisURL
+
+	g, ctx := errgroup.WithContext(ctx)
+	if environ["RUNNER_OFFLINE_HOOK"] == "" {
+		addr := "127.0.0.1:" + strconv.Itoa(dev.ReceiverPort)
+		environ["RUNNER_OFFLINE_HOOK"] = "http://" + addr + "/hooks"
+		recv := &http.Server{Addr: addr, Handler: devreceiver.New(environ["RUNNER_OFFLINE_HOOK_SECRET"], log.With("service", "dev-receiver")), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error { return serveUntil(ctx, recv) })
+		log.Info("dev webhook receiver logs every delivery", "url", environ["RUNNER_OFFLINE_HOOK"])
+	}
+	sweeperCfg, err := config.LoadSweeper(config.WithPort(environ, dev.SweeperPort))
+	if err != nil {
+		return err
+	}
+	hooksCfg, err := config.LoadHooks(config.WithPort(environ, dev.HooksPort))
+	if err != nil {
+		return err
+	}
+
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+
+	g.Go(func() error { return apiapp.Run(ctx, apiCfg, rdb, log.With("service", "api")) })
+	g.Go(func() error { return sweeperapp.Run(ctx, sweeperCfg, rdb, log.With("service", "sweeper")) })
+	g.Go(func() error { return hooksapp.Run(ctx, hooksCfg, rdb, log.With("service", "hooks")) })
+	log.Info("yggdrasil is running",
+		"api", "http://127.0.0.1:"+strconv.Itoa(dev.APIPort),
+		"sweeper", "http://127.0.0.1:"+strconv.Itoa(dev.SweeperPort),
+		"hooks", "http://127.0.0.1:"+strconv.Itoa(dev.HooksPort))
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// chooseRedis returns the Redis to use and a cleanup function.
+func chooseRedis(ctx context.Context, log *slog.Logger, configured string, forceEmbedded bool) (string, func(), error) {
+	if configured != "" && !forceEmbedded {
+		if err := ping(ctx, configured); err != nil {
+			return "", nil, fmt.Errorf("REDIS_URL is set but does not answer: %w", err)
+		}
+		log.Info("using Redis from REDIS_URL")
+		return configured, func() {}, nil
+	}
+	if !forceEmbedded && ping(ctx, config.DefaultRedisURL) == nil {
+		log.Info("using the Redis on localhost:6379", "url", config.DefaultRedisURL)
+		return config.DefaultRedisURL, func() {}, nil
+	}
+	m := miniredis.NewMiniRedis()
+	m.ClockTTL(true) // TTLs run on the wall clock, so leases really expire
+	if err := m.Start(); err != nil {
+		return "", nil, fmt.Errorf("embedded redis: %w", err)
+	}
+	log.Warn("**************************************************************************")
+	log.Warn("NO REDIS FOUND: running on an EMBEDDED IN-PROCESS REDIS (miniredis).")
+	log.Warn("DEVELOPMENT ONLY: state is lost on exit, no keyspace events, not for production.")
+	log.Warn("Set REDIS_URL or start redis-server on localhost:6379 for a real Redis.", "embedded", m.Addr())
+	log.Warn("**************************************************************************")
+	return "redis://" + m.Addr() + "/0", m.Close, nil
+}
+
+func ping(ctx context.Context, url string) error {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return err
+	}
+	opt.DialTimeout = 300 * time.Millisecond
+	opt.MaxRetries = -1
+	c := redis.NewClient(opt)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	return c.Ping(ctx).Err()
+}
+
+func serveUntil(ctx context.Context, srv *http.Server) error {
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
