@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -500,20 +501,33 @@ func (s *Store) ListTasks(ctx context.Context, p ListTasksParams) (wire.TaskList
 	if p.Status == wire.TaskPending {
 		index = RunnerPendingKey(p.RunnerID)
 	}
-	max := "+inf"
-	if p.Cursor != "" {
-		if _, err := strconv.ParseInt(p.Cursor, 10, 64); err == nil {
-			max = "(" + p.Cursor
+	// The cursor is "<score>:<last task id>": tasks created in the same
+	// millisecond share a score, so the page resumes after the last id seen
+	// among them instead of skipping them.
+	max, offset := "+inf", int64(0)
+	if score, last, ok := strings.Cut(p.Cursor, ":"); ok {
+		if _, err := strconv.ParseInt(score, 10, 64); err == nil {
+			max = score
+			ties, err := s.rdb.ZRevRangeByScore(ctx, index, &redis.ZRangeBy{Min: score, Max: score}).Result()
+			if err != nil {
+				return wire.TaskList{}, fmt.Errorf("store: list tasks of %s: %w", p.RunnerID, err)
+			}
+			for _, m := range ties {
+				if m >= last {
+					offset++
+				}
+			}
 		}
 	}
-	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(limit) + 1}).Result()
+	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Min: "-inf", Max: max, Offset: offset, Count: int64(limit) + 1}).Result()
 	if err != nil {
 		return wire.TaskList{}, fmt.Errorf("store: list tasks of %s: %w", p.RunnerID, err)
 	}
 	out := wire.TaskList{Tasks: []wire.RunnerTask{}}
 	if len(zs) > limit {
 		zs = zs[:limit]
-		out.NextCursor = strconv.FormatInt(int64(zs[limit-1].Score), 10)
+		last := zs[limit-1]
+		out.NextCursor = strconv.FormatInt(int64(last.Score), 10) + ":" + last.Member.(string)
 	}
 	if len(zs) == 0 {
 		return out, nil

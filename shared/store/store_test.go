@@ -229,3 +229,41 @@ func TestListRunnersPages(t *testing.T) {
 		t.Fatalf("online runners seen = %d, want 24", len(seen))
 	}
 }
+
+func TestListTasksPagesWithoutLosingTies(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	register(t, s, "r1", time.Minute)
+	want := map[string]bool{}
+	for i := 0; i < 57; i++ {
+		task, _, err := s.Dispatch(ctx, store.DispatchParams{RunnerID: "r1", Type: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[task.ID] = true
+	}
+	got := map[string]bool{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 20 {
+			t.Fatal("pagination does not end")
+		}
+		page, err := s.ListTasks(ctx, store.ListTasksParams{RunnerID: "r1", Cursor: cursor, Limit: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range page.Tasks {
+			if got[tk.ID] {
+				t.Fatalf("task %s listed twice", tk.ID)
+			}
+			got[tk.ID] = true
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("listed tasks (-want +got):\n%s", diff)
+	}
+}
