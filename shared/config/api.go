@@ -41,6 +41,15 @@ type API struct {
 	LongPollMaxMs int64 `env:"LONG_POLL_MAX_MS"`
 	// TaskRetentionMs (TASK_RETENTION_MS, default 7 days): how long finished tasks stay readable.
 	TaskRetentionMs int64 `env:"TASK_RETENTION_MS"`
+	// LongPollMaxWaiters (LONG_POLL_MAX_WAITERS, default 10000): long polls one
+	// API process holds at once; beyond it a long poll is refused with 503.
+	LongPollMaxWaiters int `env:"LONG_POLL_MAX_WAITERS"`
+	// BreakerFailures (BREAKER_FAILURES, default 5): consecutive Redis
+	// failures after which the admission breaker opens.
+	BreakerFailures int `env:"BREAKER_FAILURES"`
+	// BreakerCooldownMs (BREAKER_COOLDOWN_MS, default 5000): how long the
+	// admission breaker stays open before it probes Redis again.
+	BreakerCooldownMs int64 `env:"BREAKER_COOLDOWN_MS"`
 }
 
 // DefaultAPI returns the API defaults.
@@ -55,6 +64,9 @@ func DefaultAPI() API {
 		BodyLimitBytes:      1 << 20,
 		LongPollMaxMs:       30000,
 		TaskRetentionMs:     int64(7 * 24 * time.Hour / time.Millisecond),
+		LongPollMaxWaiters:  10000,
+		BreakerFailures:     5,
+		BreakerCooldownMs:   5000,
 	}
 }
 
@@ -99,6 +111,15 @@ func (c API) Validate() error {
 	}
 	if c.LongPollMaxMs < 0 {
 		errs = append(errs, fmt.Errorf("LONG_POLL_MAX_MS: %d is negative", c.LongPollMaxMs))
+	}
+	if c.LongPollMaxWaiters < 0 {
+		errs = append(errs, fmt.Errorf("LONG_POLL_MAX_WAITERS: %d is negative", c.LongPollMaxWaiters))
+	}
+	if c.BreakerFailures < 0 {
+		errs = append(errs, fmt.Errorf("BREAKER_FAILURES: %d is negative", c.BreakerFailures))
+	}
+	if c.BreakerCooldownMs < 0 {
+		errs = append(errs, fmt.Errorf("BREAKER_COOLDOWN_MS: %d is negative", c.BreakerCooldownMs))
 	}
 	for _, k := range append(append([]string{}, c.APIKeys...), c.AdminAPIKeys...) {
 		if len(k) < 16 {
