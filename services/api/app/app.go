@@ -1,0 +1,164 @@
+// Package app wires the API service together: the store, the runners
+// application layer, authentication, metrics and the fiber HTTP server, plus
+// the background loops (the dispatch subscription that wakes long polls and
+// the admission breaker's probe). Run serves until its context ends.
+//
+// It must never read the environment (config does) nor hold global state:
+// several services may run in one process.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/httpapi"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+)
+
+// Server is the API: an HTTP app and its background loops.
+type Server struct {
+	app  *fiber.App
+	svc  *runners.Service
+	hub  *runners.Hub
+	cfg  config.API
+	log  *slog.Logger
+	auth *auth.Authenticator
+}
+
+// Timeouts of the HTTP server. The write timeout must outlast the longest
+// long poll.
+const (
+	readTimeout  = 15 * time.Second
+	idleTimeout  = 75 * time.Second
+	writeSlack   = 15 * time.Second
+	shutdownWait = 10 * time.Second
+	probeEvery   = 250 * time.Millisecond
+)
+
+// New builds the API over rdb. Zero config values take the defaults.
+func New(cfg config.API, rdb redis.UniversalClient, log *slog.Logger) (*Server, error) {
+	cfg = withDefaults(cfg)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	st := store.New(rdb, store.Options{TaskRetention: time.Duration(cfg.TaskRetentionMs) * time.Millisecond})
+	hub := runners.NewHub(rdb, store.DispatchChannel(), cfg.LongPollMaxWaiters, log)
+	breaker := runners.NewBreaker(cfg.BreakerFailures, time.Duration(cfg.BreakerCooldownMs)*time.Millisecond, time.Now)
+	svc, err := runners.New(st, rdb, runners.Config{
+		LeaseTTL: cfg.LeaseTTL(), HeartbeatInterval: cfg.HeartbeatInterval(), MaxRunners: cfg.MaxRunners,
+		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: time.Duration(cfg.LongPollMaxMs) * time.Millisecond,
+	}, hub, breaker, time.Now, log)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	a := auth.New(cfg.APIKeys, cfg.AdminAPIKeys, svc.TokenHash, store.ErrRunnerNotFound, validate.ID)
+	m := metrics.New(st, metrics.Options{
+		Prefix: cfg.MetricsPrefix, PerRunner: cfg.MetricsPerRunner,
+		CacheTTL: time.Duration(cfg.MetricsCacheMs) * time.Millisecond, Admission: svc.Admission,
+	})
+	longPoll := time.Duration(cfg.LongPollMaxMs) * time.Millisecond
+	app := httpapi.NewApp(svc, a, m, log, httpapi.Options{
+		BodyLimit: cfg.BodyLimitBytes, ReadTimeout: readTimeout, WriteTimeout: longPoll + writeSlack, IdleTimeout: idleTimeout,
+	})
+	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a}, nil
+}
+
+func withDefaults(cfg config.API) config.API {
+	d := config.DefaultAPI()
+	if cfg.LeaseTTLMs == 0 {
+		cfg.LeaseTTLMs = d.LeaseTTLMs
+	}
+	if cfg.HeartbeatIntervalMs == 0 {
+		cfg.HeartbeatIntervalMs = d.HeartbeatIntervalMs
+	}
+	if cfg.BodyLimitBytes == 0 {
+		cfg.BodyLimitBytes = d.BodyLimitBytes
+	}
+	if cfg.MetricsCacheMs == 0 {
+		cfg.MetricsCacheMs = d.MetricsCacheMs
+	}
+	if cfg.TaskRetentionMs == 0 {
+		cfg.TaskRetentionMs = d.TaskRetentionMs
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = d.LogLevel
+	}
+	if cfg.LogFormat == "" {
+		cfg.LogFormat = d.LogFormat
+	}
+	if cfg.BreakerCooldownMs == 0 {
+		cfg.BreakerCooldownMs = d.BreakerCooldownMs
+	}
+	return cfg
+}
+
+// App returns the fiber app (tests may serve it themselves).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: long polls
+// are answered at once, in-flight requests get shutdownWait to finish, and
+// the background loops stop.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if !s.auth.Enabled() {
+		s.log.Warn("AUTH IS OFF: API_KEYS and ADMIN_API_KEYS are empty, so anyone who reaches this port can register, " +
+			"dispatch and operate runners. Set API_KEYS (and ADMIN_API_KEYS) for anything but local development.")
+	}
+	bg, stopBg := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = s.hub.Run(bg) }()
+	go func() { defer wg.Done(); _ = s.svc.RunProbe(bg, probeEvery) }()
+
+	served := make(chan error, 1)
+	go func() { served <- s.app.Listener(ln) }()
+	s.log.Info("api listening", "addr", ln.Addr().String(), "auth", s.auth.Enabled(),
+		"lease_ttl_ms", s.cfg.LeaseTTLMs, "max_runners", s.cfg.MaxRunners)
+
+	var err error
+	select {
+	case err = <-served:
+		if err != nil {
+			err = fmt.Errorf("api: serve: %w", err)
+		}
+	case <-ctx.Done():
+		s.svc.Close()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+		if serr := s.app.ShutdownWithContext(sctx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
+			err = fmt.Errorf("api: shutdown: %w", serr)
+		}
+		cancel()
+		<-served
+	}
+	s.svc.Close()
+	stopBg()
+	wg.Wait()
+	s.log.Info("api stopped")
+	return err
+}
+
+// Run serves the API on cfg.Port until ctx ends.
+func Run(ctx context.Context, cfg config.API, rdb redis.UniversalClient, log *slog.Logger) error {
+	s, err := New(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(s.cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("api: listen on port %d: %w", s.cfg.Port, err)
+	}
+	return s.Serve(ctx, ln)
+}

@@ -1,0 +1,432 @@
+// Package httpapi is the API's HTTP port on fiber: routes, authentication
+// checks, body decoding, the request log and metrics middleware, and the one
+// ErrorHandler that turns errors into RFC 9457 problem+json answers.
+//
+// Handlers are thin: parse, check who is calling, call one method of the
+// runners service, return its error. It must never hold business rules nor
+// talk to Redis itself.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+)
+
+// Handlers holds what the routes need.
+type Handlers struct {
+	svc     *runners.Service
+	auth    *auth.Authenticator
+	metrics *metrics.Metrics
+	log     *slog.Logger
+}
+
+// Options configures the fiber app.
+type Options struct {
+	BodyLimit    int
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+}
+
+// NewApp builds the fiber app with every route.
+func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger, o Options) *fiber.App {
+	h := &Handlers{svc: svc, auth: a, metrics: m, log: log}
+	app := fiber.New(fiber.Config{
+		AppName:               "yggdrasil-api",
+		DisableStartupMessage: true,
+		// Immutable: strings taken from the context (params, headers,
+		// queries) are copies, so none outlives fiber's reused buffers.
+		Immutable:    true,
+		UnescapePath: true,
+		BodyLimit:    o.BodyLimit,
+		ReadTimeout:  o.ReadTimeout,
+		WriteTimeout: o.WriteTimeout,
+		IdleTimeout:  o.IdleTimeout,
+		ErrorHandler: ErrorHandler(log),
+	})
+	app.Use(h.observe)
+	app.Use(recover.New())
+
+	app.Get("/health", h.health)
+	app.Get("/ready", h.ready)
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})))
+	app.Get("/admission", h.admission)
+	app.Post("/version-check/:version", h.versionCheck)
+
+	app.Get("/runners", h.listRunners)
+	app.Get("/api/runners", h.listRunners)
+	app.Post("/runners/register", h.register)
+	app.Post("/runners/heartbeat", h.heartbeat)
+	app.Post("/runners/update", h.update)
+	app.Post("/runners/offline", h.offline)
+	app.Post("/runners/task/:tid/patch", h.patchTaskByID)
+	app.Get("/runners/:id", h.getRunner)
+	app.Get("/runners/:id/tasks", h.listTasks)
+	app.Post("/runners/:id/tasks", h.dispatch)
+	app.Patch("/runners/:id/tasks/:tid", h.patchTask)
+	app.Post("/runners/:id/request-update", h.requestUpdate)
+	return app
+}
+
+func (h *Handlers) health(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok"})
+}
+
+func (h *Handlers) ready(c *fiber.Ctx) error {
+	if err := h.svc.Ready(c.UserContext(), time.Second); err != nil {
+		return errors.Join(errNotReady, err)
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+func (h *Handlers) admission(c *fiber.Ctx) error {
+	if _, err := h.authenticated(c); err != nil {
+		return err
+	}
+	return c.JSON(h.svc.Admission(c.UserContext()))
+}
+
+func (h *Handlers) versionCheck(c *fiber.Ctx) error {
+	if _, err := h.authenticated(c); err != nil {
+		return err
+	}
+	out, err := h.svc.VersionCheck(c.Params("version"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) listRunners(c *fiber.Ctx) error {
+	if err := h.operator(c); err != nil {
+		return err
+	}
+	out, err := h.svc.ListRunners(c.UserContext(), runners.RunnerQuery{
+		Status: c.Query("status"), Realm: c.Query("realm"), Cursor: c.Query("cursor"), Limit: c.Query("limit"),
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) register(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	if !p.CanRegister() {
+		return auth.ErrForbidden
+	}
+	var body wire.RegisterRunnerPayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	c.Locals(localRunner, body.RunnerID)
+	out, err := h.svc.Register(c.UserContext(), body)
+	if err != nil {
+		return err
+	}
+	c.Locals(localRunner, out.ID)
+	return c.Status(fiber.StatusCreated).JSON(out)
+}
+
+func (h *Handlers) heartbeat(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	var body wire.HeartbeatPayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	if body.RunnerID == "" && p.Role == auth.RoleRunner {
+		body.RunnerID = p.RunnerID
+	}
+	if err := h.actsFor(c, p, body.RunnerID, false); err != nil {
+		return err
+	}
+	out, err := h.svc.Heartbeat(c.UserContext(), body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) update(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	var body wire.UpdateRunnerPayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	if body.RunnerID == "" && p.Role == auth.RoleRunner {
+		body.RunnerID = p.RunnerID
+	}
+	if err := h.actsFor(c, p, body.RunnerID, true); err != nil {
+		return err
+	}
+	out, err := h.svc.UpdateEndpoint(c.UserContext(), body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) offline(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	var body wire.OfflinePayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	if body.RunnerID == "" && p.Role == auth.RoleRunner {
+		body.RunnerID = p.RunnerID
+	}
+	if err := h.actsFor(c, p, body.RunnerID, true); err != nil {
+		return err
+	}
+	out, err := h.svc.Offline(c.UserContext(), body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) getRunner(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if err := h.runnerOrOperator(c, id); err != nil {
+		return err
+	}
+	out, err := h.svc.GetRunner(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) listTasks(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if err := h.runnerOrOperator(c, id); err != nil {
+		return err
+	}
+	out, err := h.svc.ListTasks(c.UserContext(), runners.TaskQuery{
+		RunnerID: id, Status: c.Query("status"), Cursor: c.Query("cursor"), Limit: c.Query("limit"), Wait: c.Query("wait"),
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) dispatch(c *fiber.Ctx) error {
+	if err := h.operator(c); err != nil {
+		return err
+	}
+	id := c.Params("id")
+	c.Locals(localRunner, id)
+	var body wire.DispatchTaskPayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	task, created, err := h.svc.Dispatch(c.UserContext(), id, body, c.Get("Idempotency-Key"))
+	if err != nil {
+		return err
+	}
+	status := fiber.StatusOK
+	if created {
+		status = fiber.StatusCreated
+	}
+	return c.Status(status).JSON(task)
+}
+
+func (h *Handlers) patchTask(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	id := c.Params("id")
+	c.Locals(localRunner, id)
+	var body wire.TaskUpdatePayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	actor, err := actorFor(p, id, body)
+	if err != nil {
+		return err
+	}
+	out, err := h.svc.UpdateTask(c.UserContext(), runners.TaskUpdate{RunnerID: id, TaskID: c.Params("tid"), Actor: actor, Payload: body})
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) patchTaskByID(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	var body wire.TaskUpdatePayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	out, err := h.svc.UpdateTaskByID(c.UserContext(), c.Params("tid"), body, func(runnerID string) (string, error) {
+		c.Locals(localRunner, runnerID)
+		return actorFor(p, runnerID, body)
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+func (h *Handlers) requestUpdate(c *fiber.Ctx) error {
+	if err := h.operator(c); err != nil {
+		return err
+	}
+	id := c.Params("id")
+	c.Locals(localRunner, id)
+	var body wire.RequestUpdatePayload
+	if err := Decode(c.Body(), &body); err != nil {
+		return err
+	}
+	out, err := h.svc.RequestUpdate(c.UserContext(), id, body)
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
+// actorFor says as whom p changes a task of runnerID: its own runner acts
+// as the runner (epoch checked), an operator as the operator. With auth off
+// a cancel without an epoch is an operator's, anything else the runner's.
+func actorFor(p auth.Principal, runnerID string, body wire.TaskUpdatePayload) (string, error) {
+	switch {
+	case p.Role == auth.RoleAnonymous:
+		if body.Status == wire.TaskCancelled && body.LeaseEpoch == 0 {
+			return store.ActorOperator, nil
+		}
+		return store.ActorRunner, nil
+	case p.ActsFor(runnerID):
+		return store.ActorRunner, nil
+	case p.IsOperator():
+		return store.ActorOperator, nil
+	}
+	return "", auth.ErrForbidden
+}
+
+const (
+	localPrincipal = "principal"
+	localRunner    = "runnerId"
+)
+
+// authenticated resolves the caller once per request and requires a valid
+// credential (any role).
+func (h *Handlers) authenticated(c *fiber.Ctx) (auth.Principal, error) {
+	if p, ok := c.Locals(localPrincipal).(auth.Principal); ok {
+		return p, nil
+	}
+	p, err := h.auth.Authenticate(c.UserContext(), c.Get(fiber.HeaderAuthorization))
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	if !p.Authenticated() {
+		return auth.Principal{}, auth.ErrUnauthenticated
+	}
+	c.Locals(localPrincipal, p)
+	if p.Role == auth.RoleRunner {
+		c.Locals(localRunner, p.RunnerID)
+	}
+	return p, nil
+}
+
+func (h *Handlers) operator(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	if !p.IsOperator() {
+		return auth.ErrForbidden
+	}
+	return nil
+}
+
+func (h *Handlers) runnerOrOperator(c *fiber.Ctx, id string) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	c.Locals(localRunner, id)
+	if p.ActsFor(id) || p.IsOperator() {
+		return nil
+	}
+	return auth.ErrForbidden
+}
+
+// actsFor checks that p may act as runner id (a runner token on its own
+// runner; an operator when allowOperator).
+func (h *Handlers) actsFor(c *fiber.Ctx, p auth.Principal, id string, allowOperator bool) error {
+	c.Locals(localRunner, id)
+	if p.ActsFor(id) || (allowOperator && p.IsOperator()) {
+		return nil
+	}
+	return auth.ErrForbidden
+}
+
+// observe is the outermost middleware: it turns a handler's error into its
+// problem answer (so the status is known here), then records the request
+// in the metrics by route template and logs it. It never logs credentials.
+func (h *Handlers) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	self := c.Route()
+	if err := c.Next(); err != nil {
+		if herr := c.App().ErrorHandler(c, err); herr != nil {
+			h.log.Error("error handler failed", "err", herr)
+			c.Status(fiber.StatusInternalServerError)
+		}
+	}
+	d := time.Since(start)
+	route := "unmatched"
+	if r := c.Route(); r != self {
+		route = r.Path
+	}
+	status := c.Response().StatusCode()
+	h.metrics.ObserveRequest(c.Method(), route, status, d)
+	level := slog.LevelInfo
+	switch {
+	case status >= 500:
+		level = slog.LevelError
+	case route == "/health" || route == "/ready" || route == "/metrics":
+		level = slog.LevelDebug
+	}
+	if h.log.Enabled(context.Background(), level) {
+		attrs := []slog.Attr{
+			slog.String("method", c.Method()), slog.String("route", route), slog.Int("status", status),
+			slog.Duration("duration", d),
+		}
+		if id, ok := c.Locals(localRunner).(string); ok && validate.ID(id) {
+			attrs = append(attrs, slog.String("runner_id", id))
+		}
+		h.log.LogAttrs(context.Background(), level, "request", attrs...)
+	}
+	return nil
+}

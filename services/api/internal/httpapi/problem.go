@@ -1,0 +1,136 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+)
+
+// ProblemBase prefixes every problem type URI. The URIs are stable: clients
+// branch on them.
+const ProblemBase = "https://yggdrasil.dev/problems/"
+
+// ContentTypeProblem is the media type of every error body (RFC 9457).
+const ContentTypeProblem = "application/problem+json"
+
+// BadRequestError is a body that is not the JSON the route expects.
+type BadRequestError struct{ Detail string }
+
+func (e *BadRequestError) Error() string { return "malformed request: " + e.Detail }
+
+// errNotReady answers /ready when Redis does not.
+var errNotReady = errors.New("not ready")
+
+type kind struct {
+	status int
+	typ    string
+	title  string
+	detail string
+}
+
+// domain maps the sentinels callers branch on. Details are fixed texts:
+// error strings from below never reach a client.
+var domain = []struct {
+	err error
+	k   kind
+}{
+	{auth.ErrUnauthenticated, kind{401, "unauthorized", "Unauthorized", "a valid Authorization: Bearer credential is required"}},
+	{auth.ErrForbidden, kind{403, "forbidden", "Forbidden", "this credential may not perform this request"}},
+	{store.ErrRunnerNotFound, kind{404, "runner-not-found", "Runner not found", "no runner with this id: register it first"}},
+	{store.ErrTaskNotFound, kind{404, "task-not-found", "Task not found", "no task with this id for this runner"}},
+	{store.ErrStaleEpoch, kind{409, "stale-epoch", "Stale lease epoch", "the lease epoch is not the runner's current one: register again"}},
+	{store.ErrRunnerOffline, kind{409, "runner-offline", "Runner offline", "the runner is offline: register again"}},
+	{store.ErrAlreadyOffline, kind{409, "runner-offline", "Runner offline", "the runner is offline: register again"}},
+	{store.ErrRunnerUnreachable, kind{409, "runner-unreachable", "Runner unreachable", "the runner is quarantined as unreachable"}},
+	{store.ErrTaskTerminal, kind{409, "task-terminal", "Task finished", "the task is already finished and cannot change"}},
+	{store.ErrInvalidTransition, kind{409, "invalid-transition", "Invalid task transition", "the task cannot move from its current status to this one"}},
+	{store.ErrFleetFull, kind{503, "fleet-full", "Fleet full", "MAX_RUNNERS live runners are registered already"}},
+	{runners.ErrAdmissionClosed, kind{503, "admission-closed", "Admission closed", "registrations are suspended while the state store is failing"}},
+	{runners.ErrTooManyWaiters, kind{503, "long-poll-capacity", "Too many long polls", "this replica holds its maximum of long polls; retry"}},
+	{errNotReady, kind{503, "not-ready", "Not ready", "the state store does not answer"}},
+	{runners.ErrUnavailable, kind{503, "unavailable", "Service unavailable", "the state store is unavailable; retry later"}},
+}
+
+// ErrorHandler is the only place errors become HTTP answers: problem+json
+// with a stable type. Unknown errors are 500 with a generic detail, and
+// logged here with their cause.
+func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		p := wire.Problem{}
+		var retry time.Duration
+		var (
+			verr *validate.Error
+			berr *BadRequestError
+			ferr *fiber.Error
+			rerr *runners.RetryError
+		)
+		if errors.As(err, &rerr) {
+			retry = rerr.After
+		}
+		matched := false
+		for _, d := range domain {
+			if errors.Is(err, d.err) {
+				p = wire.Problem{Type: ProblemBase + d.k.typ, Title: d.k.title, Status: d.k.status, Detail: d.k.detail}
+				matched = true
+				break
+			}
+		}
+		switch {
+		case matched:
+			if p.Status == fiber.StatusServiceUnavailable && retry == 0 {
+				retry = time.Second
+			}
+			if errors.Is(err, runners.ErrUnavailable) || errors.Is(err, errNotReady) {
+				log.Error("state store failure", "method", c.Method(), "route", c.Route().Path, "err", err)
+			}
+		case errors.As(err, &verr):
+			p = wire.Problem{Type: ProblemBase + "validation", Title: "Validation failed", Status: fiber.StatusUnprocessableEntity,
+				Detail: verr.Error(), Field: verr.Field}
+		case errors.As(err, &berr):
+			p = wire.Problem{Type: ProblemBase + "malformed-request", Title: "Malformed request", Status: fiber.StatusBadRequest, Detail: berr.Detail}
+		case errors.As(err, &ferr):
+			p = fiberProblem(ferr)
+		default:
+			log.Error("internal error", "method", c.Method(), "route", c.Route().Path, "err", err)
+			p = wire.Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: fiber.StatusInternalServerError,
+				Detail: "the server failed to handle this request"}
+		}
+		if p.Status == fiber.StatusUnauthorized {
+			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="yggdrasil"`)
+		}
+		if retry > 0 {
+			secs := int((retry + time.Second - 1) / time.Second)
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(secs))
+		}
+		return c.Status(p.Status).JSON(p, ContentTypeProblem)
+	}
+}
+
+func fiberProblem(e *fiber.Error) wire.Problem {
+	switch e.Code {
+	case fiber.StatusNotFound:
+		return wire.Problem{Type: ProblemBase + "not-found", Title: "Not found", Status: 404, Detail: "no such route"}
+	case fiber.StatusMethodNotAllowed:
+		return wire.Problem{Type: ProblemBase + "method-not-allowed", Title: "Method not allowed", Status: 405, Detail: "this route does not accept this method"}
+	case fiber.StatusRequestEntityTooLarge:
+		return wire.Problem{Type: ProblemBase + "payload-too-large", Title: "Payload too large", Status: 413, Detail: "the request body exceeds BODY_LIMIT_BYTES"}
+	case fiber.StatusBadRequest:
+		return wire.Problem{Type: ProblemBase + "malformed-request", Title: "Malformed request", Status: 400, Detail: "the request could not be parsed"}
+	}
+	status := e.Code
+	if status < 400 || status > 599 {
+		status = fiber.StatusInternalServerError
+	}
+	return wire.Problem{Type: ProblemBase + "http-" + strconv.Itoa(status), Title: http.StatusText(status), Status: status,
+		Detail: "the request failed"}
+}
