@@ -1,0 +1,123 @@
+package app
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+)
+
+// Handler serves /health, /ready, /metrics, GET /quarantine and POST
+// /quarantine/release.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /ready", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /quarantine", s.quarantineState)
+	mux.HandleFunc("POST /quarantine/release", s.release)
+	return mux
+}
+
+func (s *Service) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.st.Ping(ctx); err != nil {
+		problem(w, http.StatusServiceUnavailable, "redis-unavailable", "Redis does not answer")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// quarantineView is the JSON of GET /quarantine.
+type quarantineView struct {
+	Active      bool       `json:"active"`
+	Since       *time.Time `json:"since,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Count       int64      `json:"count"`
+	Quarantined int64      `json:"quarantined"`
+	ExitedAt    *time.Time `json:"exitedAt,omitempty"`
+	ExitReason  string     `json:"exitReason,omitempty"`
+}
+
+func (s *Service) quarantineState(w http.ResponseWriter, r *http.Request) {
+	st, err := s.st.GetQuarantineState(r.Context())
+	if err != nil {
+		problem(w, http.StatusServiceUnavailable, "redis-unavailable", "cannot read the quarantine state")
+		return
+	}
+	v := quarantineView{Active: st.Active, Reason: st.Reason, Count: st.Count, Quarantined: st.Quarantined, ExitReason: st.ExitReason}
+	if !st.Since.IsZero() {
+		v.Since = &st.Since
+	}
+	if !st.ExitedAt.IsZero() {
+		v.ExitedAt = &st.ExitedAt
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// release is the operator's confirmation: the quarantine ends now and the
+// runners still quarantined go offline on the next tick (started at once).
+func (s *Service) release(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) {
+		if len(s.cfg.AdminAPIKeys) == 0 {
+			problem(w, http.StatusForbidden, "release-disabled", "set ADMIN_API_KEYS to confirm a quarantine release in production")
+			return
+		}
+		problem(w, http.StatusUnauthorized, "unauthorized", "an operator key is required")
+		return
+	}
+	ex, err := s.st.ConfirmQuarantineRelease(r.Context())
+	if errors.Is(err, store.ErrNoQuarantine) {
+		problem(w, http.StatusConflict, "no-quarantine", "no quarantine is active")
+		return
+	}
+	if err != nil {
+		problem(w, http.StatusServiceUnavailable, "redis-unavailable", "cannot end the quarantine")
+		return
+	}
+	s.exited(ex)
+	s.requestScan()
+	writeJSON(w, http.StatusOK, map[string]any{"released": true, "reason": ex.Reason, "remaining": ex.Remaining})
+}
+
+// authorized: with ADMIN_API_KEYS set, a Bearer operator key is required;
+// without keys the endpoint is open, except in production.
+func (s *Service) authorized(r *http.Request) bool {
+	if len(s.cfg.AdminAPIKeys) == 0 {
+		return !s.cfg.Production()
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	match := 0
+	for _, k := range s.cfg.AdminAPIKeys {
+		match |= subtle.ConstantTimeCompare([]byte(tok), []byte(k))
+	}
+	return match == 1
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// problem writes an RFC 9457 problem+json body.
+func problem(w http.ResponseWriter, code int, typ, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "https://yggdrasil.dev/problems/" + typ, "title": http.StatusText(code), "status": code, "detail": detail,
+	})
+}

@@ -1,0 +1,304 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+)
+
+// maxBatchesPerTick bounds how long one tick may drain a backlog before it
+// lets the other duties (quarantine, task timeouts) run.
+const maxBatchesPerTick = 50
+
+// minEventScanGap spaces the scans that expiry events prompt: at scale
+// events arrive by thousands a second, and one scan covers them all.
+const minEventScanGap = 5 * time.Millisecond
+
+// Service is one sweeper replica: the loops plus the HTTP handler.
+type Service struct {
+	cfg    config.Sweeper
+	rdb    redis.UniversalClient
+	st     *store.Store
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	m      *metrics
+	policy store.MassExpiryPolicy
+
+	kick chan struct{}
+
+	throttleMu sync.Mutex
+	lastLogged map[string]time.Time
+}
+
+// New builds a sweeper replica over rdb. It does not touch Redis until Run.
+func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	return &Service{
+		cfg: cfg, rdb: rdb, log: log, reg: reg,
+		st: store.New(rdb, store.Options{}),
+		m:  newMetrics(reg, cfg.MetricsPrefix),
+		policy: store.MassExpiryPolicy{
+			Percent: cfg.MassExpiryPercent, Min: cfg.MassExpiryMin, Window: cfg.LeaseTTL(),
+		},
+		kick:       make(chan struct{}, 1),
+		lastLogged: map[string]time.Time{},
+	}, nil
+}
+
+// Registry is the sweeper's private metrics registry.
+func (s *Service) Registry() *prometheus.Registry { return s.reg }
+
+// Run runs the loops (index tick, keyspace subscriber) until ctx ends, then
+// returns nil once they both stopped.
+func (s *Service) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.tickLoop(ctx) })
+	wg.Go(func() { s.subscribeLoop(ctx) })
+	wg.Wait()
+	return nil
+}
+
+// requestEventScan asks the tick loop for a lease scan now (coalesced).
+func (s *Service) requestEventScan() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// requestScan asks for an immediate scan: after a (re)subscription, and
+// after an operator ended a quarantine.
+func (s *Service) requestScan() { s.requestEventScan() }
+
+// tickLoop is the only place leases are swept, so one replica never races
+// itself: a timer tick does everything, an event only the lease scan.
+func (s *Service) tickLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval())
+	defer t.Stop()
+	s.tick(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.tick(ctx)
+		case <-s.kick:
+			s.sweepLeases(ctx, false)
+			s.advanceQuarantine(ctx)
+			select { // let further events pile into one scan
+			case <-ctx.Done():
+				return
+			case <-time.After(minEventScanGap):
+			}
+		}
+	}
+}
+
+// tick is one timed pass: drain the due leases, advance the quarantine,
+// fail the tasks past their timeout.
+func (s *Service) tick(ctx context.Context) {
+	start := time.Now()
+	defer func() { s.m.tickSeconds.Observe(time.Since(start).Seconds()) }()
+	s.sweepLeases(ctx, true)
+	s.advanceQuarantine(ctx)
+	s.timeoutTasks(ctx)
+}
+
+// sweepLeases drains the due leases in batches. fromTimer attributes the
+// transitions to the index tick (no event prompted the scan).
+func (s *Service) sweepLeases(ctx context.Context, fromTimer bool) {
+	batch := s.cfg.SweepBatch
+	for range maxBatchesPerTick {
+		if ctx.Err() != nil {
+			return
+		}
+		d, err := s.st.SweepDue(ctx, batch, s.policy)
+		if err != nil {
+			s.fail(ctx, "sweep", err)
+			break
+		}
+		s.apply(ctx, d, fromTimer)
+		if len(d.Expire)+len(d.Quarantined) < batch {
+			break
+		}
+	}
+}
+
+// apply carries out a gate decision: the expire list goes through the
+// offline transition, the quarantined ones are only counted and logged.
+func (s *Service) apply(ctx context.Context, d store.SweepDecision, fromIndex bool) {
+	if d.Entered {
+		s.m.qEntries.Inc()
+		s.log.Warn("quarantine entered: correlated lease loss, runners become unreachable instead of offline",
+			"lost", d.Lost, "online_within_window", d.Base, "window_ms", s.policy.Window.Milliseconds(),
+			"percent", s.policy.Percent, "min", s.policy.Min, "hold_ms", s.cfg.MassExpiryHoldMs)
+	}
+	if n := len(d.Quarantined); n > 0 {
+		s.m.qRunners.Add(float64(n))
+		s.log.Info("runners quarantined", "count", n)
+		for _, id := range d.Quarantined {
+			s.log.Debug("runner unreachable", "runner_id", id)
+		}
+	}
+	if len(d.Expire) == 0 {
+		return
+	}
+	var alive []string
+	for _, r := range s.st.ExpireLeases(ctx, d.Expire) {
+		switch {
+		case r.Err == nil:
+			s.recordTransition(r.Transition)
+			if fromIndex {
+				s.m.indexTrans.Inc()
+			} else {
+				s.m.eventTrans.Inc()
+			}
+		case errors.Is(r.Err, store.ErrLeaseAlive):
+			s.m.leaseAlive.Inc()
+			alive = append(alive, r.RunnerID)
+		case errors.Is(r.Err, store.ErrAlreadyOffline):
+			s.m.alreadyOffline.Inc()
+		case errors.Is(r.Err, store.ErrRunnerNotFound):
+			s.log.Debug("expired lease of an unknown runner", "runner_id", r.RunnerID)
+		default:
+			s.fail(ctx, "expire", r.Err)
+		}
+	}
+	if err := s.st.ForgetExpiries(ctx, alive); err != nil {
+		s.fail(ctx, "forget", err)
+	}
+}
+
+func (s *Service) recordTransition(t store.Transition) {
+	s.m.transitions.WithLabelValues(wire.ReasonLeaseExpired).Inc()
+	lag := t.At.Sub(t.LeaseExpiredAt)
+	if lag < 0 {
+		lag = 0
+	}
+	s.m.lag.Observe(lag.Seconds())
+	s.log.Info("runner offline", "runner_id", t.RunnerID, "epoch", t.Epoch, "reason", wire.ReasonLeaseExpired,
+		"lag_ms", lag.Milliseconds(), "failed_tasks", len(t.FailedTaskIDs))
+}
+
+// advanceQuarantine ends an active quarantine when it is over (everyone came
+// back, hold passed, operator confirmed) and takes the runners still
+// quarantined after it ended through the offline transition. Both steps are
+// safe on every replica at once.
+func (s *Service) advanceQuarantine(ctx context.Context) {
+	st, err := s.st.GetQuarantineState(ctx)
+	if err != nil {
+		s.fail(ctx, "quarantine", err)
+		return
+	}
+	if st.Active {
+		ex, err := s.st.ExitQuarantine(ctx, s.cfg.MassExpiryHold(), false)
+		switch {
+		case err == nil:
+			s.exited(ex)
+			st.Active = false
+		case errors.Is(err, store.ErrNoQuarantine):
+		default:
+			s.fail(ctx, "quarantine", err)
+		}
+	}
+	s.setQuarantineGauges(st)
+	if st.Active || st.Quarantined == 0 {
+		return
+	}
+	ids, err := s.st.QuarantinedIDs(ctx, s.cfg.SweepBatch)
+	if err != nil {
+		s.fail(ctx, "release", err)
+		return
+	}
+	var stale []string
+	for _, r := range s.st.ReleaseQuarantinedBatch(ctx, ids) {
+		switch {
+		case r.Err == nil:
+			s.recordTransition(r.Transition)
+		case errors.Is(r.Err, store.ErrLeaseAlive):
+			s.m.leaseAlive.Inc()
+		case errors.Is(r.Err, store.ErrAlreadyOffline), errors.Is(r.Err, store.ErrRunnerNotFound):
+			stale = append(stale, r.RunnerID)
+		default:
+			s.fail(ctx, "release", r.Err)
+		}
+	}
+	if err := s.st.DropQuarantined(ctx, stale); err != nil {
+		s.fail(ctx, "release", err)
+	}
+}
+
+func (s *Service) exited(ex store.QuarantineExit) {
+	s.m.qExits.WithLabelValues(ex.Reason).Inc()
+	s.log.Warn("quarantine ended", "reason", ex.Reason, "still_quarantined", ex.Remaining,
+		"duration_ms", ex.At.Sub(ex.Since).Milliseconds())
+}
+
+func (s *Service) setQuarantineGauges(st store.QuarantineState) {
+	if st.Active {
+		s.m.quarantineActive.Set(1)
+	} else {
+		s.m.quarantineActive.Set(0)
+	}
+	s.m.quarantined.Set(float64(st.Quarantined))
+}
+
+func (s *Service) timeoutTasks(ctx context.Context) {
+	now, err := s.st.Now(ctx)
+	if err != nil {
+		s.fail(ctx, "task_timeout", err)
+		return
+	}
+	ids, err := s.st.DueTaskTimeouts(ctx, now, s.cfg.TaskTimeoutGrace(), s.cfg.SweepBatch)
+	if err != nil || len(ids) == 0 {
+		if err != nil {
+			s.fail(ctx, "task_timeout", err)
+		}
+		return
+	}
+	for _, r := range s.st.TimeoutTasks(ctx, ids, s.cfg.TaskTimeoutGrace()) {
+		switch {
+		case r.Err != nil:
+			s.fail(ctx, "task_timeout", r.Err)
+		case r.Failed:
+			was := string(wire.TaskPending)
+			if r.WasRunning {
+				was = string(wire.TaskRunning)
+			}
+			s.m.taskTimeouts.WithLabelValues(was).Inc()
+			s.log.Info("task timed out", "task_id", r.TaskID, "runner_id", r.RunnerID, "was", was)
+		}
+	}
+}
+
+// fail counts an error and logs it at most every few seconds per operation:
+// with Redis down the tick would otherwise log ten times a second.
+func (s *Service) fail(ctx context.Context, op string, err error) {
+	if ctx.Err() != nil {
+		return // shutting down: the error is the cancellation
+	}
+	s.m.errors.WithLabelValues(op).Inc()
+	s.throttleMu.Lock()
+	last := s.lastLogged[op]
+	now := time.Now()
+	logIt := now.Sub(last) >= 5*time.Second
+	if logIt {
+		s.lastLogged[op] = now
+	}
+	s.throttleMu.Unlock()
+	if logIt {
+		s.log.Error("sweeper error", "op", op, "err", err)
+	}
+}

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sweeper configures services/sweeper.
+type Sweeper struct {
+	Common
+	// Port (PORT, default 3001): where /health, /ready, /metrics and
+	// /quarantine are served.
+	Port int `env:"PORT"`
+	// SweepIntervalMs (SWEEP_INTERVAL_MS, default 100): how often the lease
+	// and task deadline indexes are scanned. It bounds the detection lag when
+	// keyspace events are late or lost.
+	SweepIntervalMs int64 `env:"SWEEP_INTERVAL_MS"`
+	// SweepBatch (SWEEP_BATCH, default 500): most due entries handled per
+	// script call or pipeline; a tick drains the due range in batches of this size.
+	SweepBatch int `env:"SWEEP_BATCH"`
+	// TaskTimeoutGraceMs (TASK_TIMEOUT_GRACE_MS, default 5000): how long past
+	// its timeoutMs a task may run before it is failed with "timeout".
+	TaskTimeoutGraceMs int64 `env:"TASK_TIMEOUT_GRACE_MS"`
+	// LeaseTTLMs (LEASE_TTL_MS, default 60000): the API's lease TTL; the
+	// correlated-loss window is one lease TTL.
+	LeaseTTLMs int64 `env:"LEASE_TTL_MS"`
+	// MassExpiryPercent (MASS_EXPIRY_PERCENT, default 50): quarantine instead
+	// of failing when more than this share of the online runners lose their
+	// lease within one lease TTL. 100 can never be exceeded: protection off.
+	MassExpiryPercent int `env:"MASS_EXPIRY_PERCENT"`
+	// MassExpiryMin (MASS_EXPIRY_MIN, default 10): and at least this many.
+	MassExpiryMin int `env:"MASS_EXPIRY_MIN"`
+	// MassExpiryHoldMs (MASS_EXPIRY_HOLD_MS, default 300000): how long
+	// quarantined runners wait for a heartbeat before the normal offline transition.
+	MassExpiryHoldMs int64 `env:"MASS_EXPIRY_HOLD_MS"`
+	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
+	// keys accepted by POST /quarantine/release. None leaves the endpoint open
+	// outside production and disables it in production.
+	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
+}
+
+// DefaultSweeper returns the sweeper defaults.
+func DefaultSweeper() Sweeper {
+	return Sweeper{
+		Common:             defaultCommon(),
+		Port:               3001,
+		SweepIntervalMs:    100,
+		SweepBatch:         500,
+		TaskTimeoutGraceMs: 5000,
+		LeaseTTLMs:         60000,
+		MassExpiryPercent:  50,
+		MassExpiryMin:      10,
+		MassExpiryHoldMs:   300000,
+	}
+}
+
+// LoadSweeper reads the sweeper configuration from environ (see Environ)
+// over the defaults and validates it, reporting every problem at once.
+func LoadSweeper(environ map[string]string) (Sweeper, error) {
+	cfg := DefaultSweeper()
+	if err := parse(&cfg, environ); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Validate reports every invalid value at once.
+func (c Sweeper) Validate() error {
+	errs := c.Common.validate()
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("PORT: %d is not a port", c.Port))
+	}
+	if c.SweepIntervalMs < 10 || c.SweepIntervalMs > 60000 {
+		errs = append(errs, fmt.Errorf("SWEEP_INTERVAL_MS: %d is outside 10..60000", c.SweepIntervalMs))
+	}
+	if c.SweepBatch < 1 || c.SweepBatch > 10000 {
+		errs = append(errs, fmt.Errorf("SWEEP_BATCH: %d is outside 1..10000", c.SweepBatch))
+	}
+	if c.TaskTimeoutGraceMs < 0 {
+		errs = append(errs, fmt.Errorf("TASK_TIMEOUT_GRACE_MS: %d is negative", c.TaskTimeoutGraceMs))
+	}
+	if c.LeaseTTLMs < 100 {
+		errs = append(errs, fmt.Errorf("LEASE_TTL_MS: %d is below 100", c.LeaseTTLMs))
+	}
+	if c.MassExpiryPercent < 1 || c.MassExpiryPercent > 100 {
+		errs = append(errs, fmt.Errorf("MASS_EXPIRY_PERCENT: %d is outside 1..100", c.MassExpiryPercent))
+	}
+	if c.MassExpiryMin < 1 {
+		errs = append(errs, fmt.Errorf("MASS_EXPIRY_MIN: %d is below 1", c.MassExpiryMin))
+	}
+	if c.MassExpiryHoldMs < 0 {
+		errs = append(errs, fmt.Errorf("MASS_EXPIRY_HOLD_MS: %d is negative", c.MassExpiryHoldMs))
+	}
+	for _, k := range c.AdminAPIKeys {
+		if len(k) < 16 {
+			errs = append(errs, errors.New("ADMIN_API_KEYS: every key must be at least 16 characters"))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SweepInterval is SweepIntervalMs as a duration.
+func (c Sweeper) SweepInterval() time.Duration {
+	return time.Duration(c.SweepIntervalMs) * time.Millisecond
+}
+
+// TaskTimeoutGrace is TaskTimeoutGraceMs as a duration.
+func (c Sweeper) TaskTimeoutGrace() time.Duration {
+	return time.Duration(c.TaskTimeoutGraceMs) * time.Millisecond
+}
+
+// LeaseTTL is LeaseTTLMs as a duration.
+func (c Sweeper) LeaseTTL() time.Duration { return time.Duration(c.LeaseTTLMs) * time.Millisecond }
+
+// MassExpiryHold is MassExpiryHoldMs as a duration.
+func (c Sweeper) MassExpiryHold() time.Duration {
+	return time.Duration(c.MassExpiryHoldMs) * time.Millisecond
+}
