@@ -117,6 +117,15 @@ func (h *Hub) Run(ctx context.Context) error {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		ps := h.rdb.Subscribe(ctx, h.channel)
+		// A blocked read does not watch ctx: closing the subscription does.
+		stop := make(chan struct{})
+		go func() {
+			select {
+			case <-ctx.Done():
+				_ = ps.Close()
+			case <-stop:
+			}
+		}()
 		_, err := ps.Receive(ctx)
 		if err == nil {
 			backoff = minBackoff
@@ -130,6 +139,7 @@ func (h *Hub) Run(ctx context.Context) error {
 				h.Notify(msg.Payload)
 			}
 		}
+		close(stop)
 		_ = ps.Close()
 		if ctx.Err() != nil {
 			break
