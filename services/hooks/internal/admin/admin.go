@@ -1,0 +1,234 @@
+// Package admin serves the hooks service's HTTP surface: /health, /ready,
+// /metrics, and the operator endpoints that list and replay archived
+// deliveries through the asynq Inspector.
+//
+// Handlers stay thin: they parse, call the Inspector, and hand errors to
+// writeError, the one place that maps errors to status codes. It must never
+// deliver webhooks or touch the outbox.
+package admin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
+)
+
+// Sentinel errors mapped to status codes by writeError.
+var (
+	errUnauthorized = errors.New("missing or invalid bearer token")
+	errDisabled     = errors.New("operator endpoints are disabled: NODE_ENV=production and no ADMIN_API_KEYS")
+	errNotArchived  = errors.New("the delivery is not archived")
+	errBadRequest   = errors.New("bad request")
+)
+
+// Config is what the server needs.
+type Config struct {
+	AdminKeys  []string
+	Production bool
+	Ready      func() error
+	Registry   *prometheus.Registry
+	Inspector  *asynq.Inspector
+	Log        *slog.Logger
+}
+
+type server struct {
+	cfg  Config
+	keys [][32]byte
+}
+
+// Handler returns the HTTP handler.
+func Handler(cfg Config) http.Handler {
+	s := &server{cfg: cfg}
+	for _, k := range cfg.AdminKeys {
+		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /ready", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	mux.HandleFunc("GET /deliveries/archived", s.admin(s.listArchived))
+	mux.HandleFunc("POST /deliveries/archived/retry", s.admin(s.retryAll))
+	mux.HandleFunc("POST /deliveries/archived/{id}/retry", s.admin(s.retryOne))
+	return mux
+}
+
+func (s *server) ready(w http.ResponseWriter, _ *http.Request) {
+	if err := s.cfg.Ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// admin wraps an operator endpoint with the bearer-key check. Keys are
+// compared as SHA-256 digests in constant time, so neither the content nor
+// the length of a key leaks through timing.
+func (s *server) admin(next func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.authorize(r); err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if err := next(w, r); err != nil {
+			s.writeError(w, err)
+		}
+	}
+}
+
+func (s *server) authorize(r *http.Request) error {
+	if len(s.keys) == 0 {
+		if s.cfg.Production {
+			return errDisabled
+		}
+		return nil
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return errUnauthorized
+	}
+	got := sha256.Sum256([]byte(tok))
+	match := 0
+	for _, k := range s.keys {
+		match |= subtle.ConstantTimeCompare(got[:], k[:])
+	}
+	if match != 1 {
+		return errUnauthorized
+	}
+	return nil
+}
+
+// ArchivedDelivery is one archived delivery as the operator endpoint lists it.
+type ArchivedDelivery struct {
+	ID           string    `json:"id"`
+	WebhookID    string    `json:"webhookId"`
+	EventType    string    `json:"eventType"`
+	URL          string    `json:"url"`
+	Attempts     int       `json:"attempts"`
+	LastError    string    `json:"lastError"`
+	LastFailedAt time.Time `json:"lastFailedAt"`
+}
+
+// ArchivedList is the body of GET /deliveries/archived.
+type ArchivedList struct {
+	Items []ArchivedDelivery `json:"items"`
+	Page  int                `json:"page"`
+	Size  int                `json:"size"`
+	Total int                `json:"total"`
+}
+
+func (s *server) listArchived(w http.ResponseWriter, r *http.Request) error {
+	page, size := 1, 50
+	if v := r.URL.Query().Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return errBadRequest
+		}
+		page = n
+	}
+	if v := r.URL.Query().Get("size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return errBadRequest
+		}
+		size = n
+	}
+	out := ArchivedList{Items: []ArchivedDelivery{}, Page: page, Size: size}
+	queues, err := s.cfg.Inspector.Queues()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(queues, delivery.Queue) { // no task was ever enqueued
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	qi, err := s.cfg.Inspector.GetQueueInfo(delivery.Queue)
+	if err != nil {
+		return err
+	}
+	out.Total = qi.Archived
+	tasks, err := s.cfg.Inspector.ListArchivedTasks(delivery.Queue, asynq.Page(page), asynq.PageSize(size))
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		d := ArchivedDelivery{ID: t.ID, Attempts: t.Retried + 1, LastError: t.LastErr, LastFailedAt: t.LastFailedAt}
+		if p, err := delivery.DecodePayload(t.Payload); err == nil {
+			d.WebhookID, d.EventType, d.URL = p.WebhookID(), p.EventType, p.URL
+		}
+		out.Items = append(out.Items, d)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *server) retryOne(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	info, err := s.cfg.Inspector.GetTaskInfo(delivery.Queue, id)
+	if err != nil {
+		return err
+	}
+	if info.State != asynq.TaskStateArchived {
+		return errNotArchived
+	}
+	if err := s.cfg.Inspector.RunTask(delivery.Queue, id); err != nil {
+		return err
+	}
+	s.cfg.Log.Info("hooks: archived delivery replayed by an operator", "task", id)
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": id, "state": "pending"})
+	return nil
+}
+
+func (s *server) retryAll(w http.ResponseWriter, _ *http.Request) error {
+	n, err := s.cfg.Inspector.RunAllArchivedTasks(delivery.Queue)
+	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
+		return err
+	}
+	s.cfg.Log.Info("hooks: every archived delivery replayed by an operator", "count", n)
+	writeJSON(w, http.StatusAccepted, map[string]int{"retried": n})
+	return nil
+}
+
+// writeError is the one place errors become status codes. Unknown errors are
+// logged and answered 500 without their text (it may come from Redis).
+func (s *server) writeError(w http.ResponseWriter, err error) {
+	status, msg := http.StatusInternalServerError, "internal error"
+	switch {
+	case errors.Is(err, errUnauthorized):
+		status, msg = http.StatusUnauthorized, err.Error()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="yggdrasil-hooks"`)
+	case errors.Is(err, errDisabled):
+		status, msg = http.StatusForbidden, err.Error()
+	case errors.Is(err, errBadRequest):
+		status, msg = http.StatusBadRequest, "page must be >= 1 and size within 1..1000"
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		status, msg = http.StatusNotFound, "no such delivery"
+	case errors.Is(err, errNotArchived):
+		status, msg = http.StatusConflict, err.Error()
+	default:
+		s.cfg.Log.Error("hooks admin: request failed", "err", err)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"title": http.StatusText(status), "status": status, "detail": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,70 @@
+package delivery
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+)
+
+// TaskType is the asynq task type of one webhook delivery.
+const TaskType = "hook:deliver"
+
+// Queue is the asynq queue deliveries go through.
+const Queue = "hooks"
+
+// Payload is what a delivery task carries. The body is built once, by the
+// relay, so that every retry sends the same bytes; the signature is not
+// stored (it depends on the attempt time and on the secrets configured when
+// the attempt runs).
+type Payload struct {
+	EventID   string `json:"eventId"`
+	EventType string `json:"eventType"`
+	// EventTimeMs is when the event was recorded (Redis time, ms).
+	EventTimeMs int64  `json:"eventTimeMs"`
+	URL         string `json:"url"`
+	Body        string `json:"body"`
+}
+
+// WebhookID is the webhook-id header of every attempt of an event: the same
+// on every retry and to every URL, so receivers can deduplicate.
+func (p Payload) WebhookID() string { return "msg_" + p.EventID }
+
+// TaskID is the asynq task id of the delivery of event eventID to url. It is
+// derived from both, so that enqueueing the same pair again conflicts (and is
+// recognised as a duplicate) while each URL keeps its own retries.
+func TaskID(eventID, url string) string {
+	h := sha256.Sum256([]byte(url))
+	return "evt:" + eventID + ":" + hex.EncodeToString(h[:6])
+}
+
+// NewTask builds the delivery task of ev to url.
+func NewTask(ev wire.Event, url string) (*asynq.Task, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: encode event %s: %w", ev.ID, err)
+	}
+	p, err := json.Marshal(Payload{
+		EventID: ev.ID, EventType: ev.Type, EventTimeMs: ev.Timestamp.UnixMilli(), URL: url, Body: string(body),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivery: encode task %s: %w", ev.ID, err)
+	}
+	return asynq.NewTask(TaskType, p), nil
+}
+
+// DecodePayload reads a task's payload.
+func DecodePayload(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("delivery: decode task payload: %w", err)
+	}
+	if p.EventID == "" || p.URL == "" {
+		return p, fmt.Errorf("delivery: task payload without event id or url")
+	}
+	return p, nil
+}
