@@ -305,3 +305,30 @@ func remove(path string) error {
 	}
 	return nil
 }
+
+// UpdateAttempt records the last self-update the agent ran, so that an
+// update command that "succeeds" without changing the version is not run
+// again after every restart.
+type UpdateAttempt struct {
+	Version string    `json:"version"`
+	From    string    `json:"from"`
+	At      time.Time `json:"at"`
+}
+
+const updateFile = "update.json"
+
+// LastUpdate returns the last recorded update attempt, if any.
+func (d *Dir) LastUpdate() (UpdateAttempt, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var u UpdateAttempt
+	ok, err := readJSON(filepath.Join(d.path, updateFile), &u)
+	return u, ok, err
+}
+
+// SaveUpdate records an update attempt.
+func (d *Dir) SaveUpdate(u UpdateAttempt) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return writeJSON(filepath.Join(d.path, updateFile), u)
+}
