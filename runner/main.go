@@ -204,4 +204,3 @@ func (l *labelFlag) Set(s string) error {
 	l.m[strings.TrimSpace(k)] = strings.TrimSpace(v)
 	return nil
 }
-

@@ -452,7 +452,9 @@ func TestRestartReportsTheTaskThatWasRunning(t *testing.T) {
 			f := newFake(t)
 			dir := t.TempDir()
 			// what a crashed agent leaves behind
-			f.with(func() { f.runners["rnr_old"] = &fakeRunner{id: "rnr_old", token: "tok_old", epoch: 1, offline: !leaseAlive} })
+			f.with(func() {
+				f.runners["rnr_old"] = &fakeRunner{id: "rnr_old", token: "tok_old", epoch: 1, offline: !leaseAlive}
+			})
 			tid := f.dispatch("rnr_old", "shell", nil)
 			f.with(func() { f.tasks[tid].Status = wire.TaskRunning })
 			st, err := state.Open(dir)

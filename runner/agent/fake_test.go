@@ -83,7 +83,9 @@ func reply(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func bearer(r *http.Request) string { return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") }
+func bearer(r *http.Request) string {
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+}
 
 // runnerFor authenticates a runner token; the caller holds f.mu.
 func (f *fakeController) runnerFor(w http.ResponseWriter, r *http.Request, id string) *fakeRunner {
