@@ -34,6 +34,9 @@ test-race: redis-server ## the tests with the race detector
 bench: redis-server ## run the benchmarks (figures go in the README)
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...); done
 
+bench-hooks: redis-server ## hooks: outbox event -> webhook latency, 1,000 simultaneous offline runners
+	cd services/hooks && $(GO) test -run '^$$' -bench OfflineToWebhook -benchtime 1x -count 3 ./app/
+
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done

@@ -119,7 +119,7 @@ func TestOfflineRunnerGivesOneSignedDelivery(t *testing.T) {
 	defer resp.Body.Close()
 	var sb strings.Builder
 	_, _ = fmt.Fprint(&sb, mustRead(t, resp))
-	for _, name := range []string{"yggdrasil_hooks_deliveries_total", "yggdrasil_hooks_outbox_oldest_undelivered_seconds", "yggdrasil_hooks_queue_tasks", "yggdrasil_hooks_archived_deliveries", "yggdrasil_hooks_delivery_attempts"} {
+	for _, name := range []string{"yggdrasil_hooks_deliveries_total", "yggdrasil_hooks_outbox_oldest_undelivered_seconds", "yggdrasil_hooks_queue_tasks", "yggdrasil_hooks_archived_deliveries", "yggdrasil_hooks_delivery_attempts", "yggdrasil_hooks_backlog_scrape_ok 1"} {
 		if !strings.Contains(sb.String(), name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
