@@ -31,7 +31,7 @@ func BenchmarkOfflineToWebhook(b *testing.B) {
 		_, rdb := redistest.Start(b)
 		s := store.New(rdb, store.Options{})
 		var mu sync.Mutex
-		got := make([]time.Duration, 0, n)      // event recorded -> received
+		got := make([]time.Duration, 0, n)       // event recorded -> received
 		fromLease := make([]time.Duration, 0, n) // lease deadline -> received
 		recv := newReceiver(b, func(_ int, _ http.ResponseWriter, r *http.Request) int { return http.StatusOK })
 		recv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
