@@ -620,3 +620,13 @@ func TestRefusedAPIKeyIsFatal(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+func TestCleanText(t *testing.T) {
+	if got := cleanText("a\nb\x00c\tdé", 100); got != "a b c dé" {
+		t.Fatalf("got %q", got)
+	}
+	long := strings.Repeat("é", 3000)
+	if got := cleanText(long, 4000); len(got) > 4003 || !strings.HasSuffix(got, "...") {
+		t.Fatalf("len %d", len(got))
+	}
+}

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/yggdrasil-cp/yggdrasil/runner/executor"
 	"github.com/yggdrasil-cp/yggdrasil/runner/state"
@@ -124,6 +127,7 @@ func (a *Agent) claim(ctx context.Context, s *session, t wire.RunnerTask) error 
 // queue persists a result, and wakes the reporter. When the disk refuses,
 // the result is kept in memory: it is still reported unless the agent dies.
 func (a *Agent) queue(r state.Result) {
+	r.Error = cleanText(r.Error, maxErrorLen)
 	if err := a.deps.State.QueueResult(r); err != nil {
 		a.log.Error("state: cannot persist a result; keeping it in memory", "task_id", r.TaskID, "err", err)
 		a.mu.Lock()
@@ -193,4 +197,25 @@ func (a *Agent) report(ctx context.Context, r state.Result) (done bool, err erro
 	}
 	a.dropResult(r)
 	return true, nil
+}
+
+// maxErrorLen keeps a task's error under the controller's limit (4096).
+const maxErrorLen = 4000
+
+// cleanText makes s acceptable as a task error: printable, bounded.
+func cleanText(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || (!unicode.IsPrint(r) && r != ' ') {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return s
 }
