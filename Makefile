@@ -15,6 +15,7 @@ build: ## build every binary into bin/
 	$(GO) build -o $(BIN)/api ./services/api
 	$(GO) build -o $(BIN)/sweeper ./services/sweeper
 	$(GO) build -o $(BIN)/hooks ./services/hooks
+	$(GO) build -o $(BIN)/ratatoskr ./runner
 
 run: ## run the controller (api, sweeper, hooks) on REDIS_URL, localhost:6379, or an embedded dev Redis
 	$(GO) run ./tools/devrun
