@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/caarlos0/env/v11"
@@ -96,9 +97,49 @@ func parse(cfg any, environ map[string]string) error {
 	if err := env.ParseWithOptions(cfg, env.Options{Environment: clean}); err != nil {
 		var agg env.AggregateError
 		if errors.As(err, &agg) {
-			return errors.Join(agg.Errors...)
+			errs := make([]error, len(agg.Errors))
+			for i, e := range agg.Errors {
+				errs[i] = nameVariable(cfg, e)
+			}
+			return errors.Join(errs...)
 		}
-		return err
+		return nameVariable(cfg, err)
 	}
 	return nil
+}
+
+// nameVariable rewrites a parse error about a Go field into one about the
+// environment variable the operator actually set.
+func nameVariable(cfg any, err error) error {
+	var pe env.ParseError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	if name := envTag(reflect.TypeOf(cfg), pe.Name); name != "" {
+		return fmt.Errorf("%s: not a valid %s: %w", name, pe.Type, pe.Err)
+	}
+	return err
+}
+
+func envTag(t reflect.Type, field string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return ""
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Name == field {
+			if tag, _, _ := strings.Cut(f.Tag.Get("env"), ","); tag != "" {
+				return tag
+			}
+		}
+		if f.Anonymous {
+			if tag := envTag(f.Type, field); tag != "" {
+				return tag
+			}
+		}
+	}
+	return ""
 }

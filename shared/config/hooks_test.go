@@ -63,7 +63,7 @@ func TestLoadHooksRejects(t *testing.T) {
 		},
 		"not a number": {
 			env:  map[string]string{"HOOK_MAX_RETRIES": "many"},
-			want: []string{"HookMaxRetries"}, // the shared parser names the field
+			want: []string{"HOOK_MAX_RETRIES"}, // the parser names the variable
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
