@@ -630,3 +630,15 @@ func TestCleanText(t *testing.T) {
 		t.Fatalf("len %d", len(got))
 	}
 }
+
+func TestHardStopInterruptsAnUpdateWaitingForTasks(t *testing.T) {
+	f := newFake(t)
+	h := startAgent(t, f, t.TempDir(), nil)
+	tid := f.dispatch(h.runnerID(), "shell", executor.ShellPayload{Command: "sleep 30"})
+	waitStatus(t, f, tid, wire.TaskRunning)
+	f.with(func() { f.update = &wire.PendingUpdate{Version: "2.0.0", Command: "true"} })
+	waitFor(t, "the update drain", 5*time.Second, func() bool { return h.a.activity() == wire.RunnerDraining })
+	if err := h.stop(); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Run: %v", err)
+	}
+}

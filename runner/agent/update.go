@@ -57,10 +57,15 @@ func (a *Agent) update(ctx, hard context.Context, pu wire.PendingUpdate) error {
 	a.log.Info("update requested: taking no new tasks, waiting for the running ones", "version", a.cfg.Version,
 		"want", pu.Version, "running", a.running())
 	a.setAccepting(false)
-	if !a.waitTasks(ctx, 0) {
+	// a drain request or a hard stop interrupts the wait
+	wctx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	stop := context.AfterFunc(hard, cancelWait)
+	defer stop()
+	if !a.waitTasks(wctx, 0) {
 		return errors.New("update interrupted by shutdown")
 	}
-	if left := a.flushResults(ctx, 15*time.Second); left > 0 {
+	if left := a.flushResults(wctx, 15*time.Second); left > 0 {
 		a.log.Warn("results still unreported before the update: kept in the state directory", "count", left)
 	}
 	if err := a.deps.State.SaveUpdate(state.UpdateAttempt{Version: pu.Version, From: a.cfg.Version, At: time.Now().UTC()}); err != nil {
