@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 		}),
 		eventTrans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: prefix + "event_transitions_total",
-			Help: "Offline transitions found by a scan that a keyspace event (or a resubscription) prompted.",
+			Help: "Offline transitions found by a scan that a keyspace event (or a resubscription) prompted; the scans themselves make Redis expire due keys and publish their events.",
 		}),
 		indexTrans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: prefix + "index_transitions_total",
