@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,6 +89,33 @@ func TestShellTasksRunAndResultsComeBack(t *testing.T) {
 	eventually(t, "the offline webhook of the drained runner", 15*time.Second, func() error {
 		if _, ok := c.hooks.find(wire.EventRunnerOffline, ids[2]); !ok {
 			return fmt.Errorf("not received")
+		}
+		return nil
+	})
+
+	// a second SIGTERM stops at once: the task's process group is killed
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	killPIDFile(t, pidFile)
+	stuck := c.dispatch(ids[1], "shell", shellPayload{Command: fmt.Sprintf("echo $$ > %s; trap '' TERM; sleep 30", pidFile)})
+	c.waitTask(ids[1], stuck.ID, wire.TaskRunning, 20*time.Second)
+	var pid int
+	eventually(t, "the task's pid", 5*time.Second, func() error {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return err
+		}
+		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err
+	})
+	procs[1].signal(syscall.SIGTERM)
+	time.Sleep(200 * time.Millisecond) // let the first one start the drain
+	procs[1].signal(syscall.SIGTERM)
+	if code := procs[1].wait(5 * time.Second); code != 1 {
+		t.Fatalf("runner stopped at once exited %d, want 1", code)
+	}
+	eventually(t, "the task's process gone", 5*time.Second, func() error {
+		if syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("pid %d alive", pid)
 		}
 		return nil
 	})
