@@ -12,7 +12,7 @@ const prefix = "{ygg}:"
 // RunnerKey is the runner record. HASH: id, name, version, realm, endpoint,
 // labels (JSON), capacity, status, epoch, tokenHash, registeredAt,
 // lastHeartbeat, leaseExpiresAt (ms), resources (JSON), tasksRunning,
-// pendingUpdate (JSON), offlineReason, offlineAt (ms).
+// pendingUpdate (JSON), offlineReason, offlineAt, unreachableAt (ms).
 func RunnerKey(id string) string { return prefix + "runner:" + id }
 
 // LeaseKey is a runner's lease. STRING holding the epoch, with a PX TTL: its
@@ -83,7 +83,8 @@ func IdempotencyKey(runnerID, key string) string {
 func OutboxKey() string { return prefix + "outbox" }
 
 // StatsKey holds fleet-wide counters. HASH: tasks_dispatched,
-// tasks_completed:<status>, transitions:<reason>.
+// tasks_completed:<status>, transitions:<reason>, quarantine_entries,
+// quarantine_exits:<reason>.
 func StatsKey() string { return prefix + "stats" }
 
 // QuarantineKey holds the runners the sweeper quarantined after a correlated
@@ -91,7 +92,7 @@ func StatsKey() string { return prefix + "stats" }
 func QuarantineKey() string { return prefix + "quarantine" }
 
 // QuarantineStateKey is the sweeper's correlated-loss state. HASH: active
-// (0/1), since (ms), reason, count.
+// (0/1), since (ms), reason, count, exitedAt (ms), exitReason.
 func QuarantineStateKey() string { return prefix + "quarantine:state" }
 
 // RecentExpiriesKey records recent lease expiries for correlated-loss
