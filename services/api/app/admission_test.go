@@ -92,6 +92,31 @@ func TestBreakerOpensWhenRedisDiesAndClosesWhenItReturns(t *testing.T) {
 	if r := e.do("GET", "/ready", "", ""); r.status != 200 {
 		t.Fatalf("/ready = %d", r.status)
 	}
+	// the dispatch subscription came back too: a dispatch wakes a long poll
+	// well before its wait ends
+	rc, op := e.client(back.Token), e.client(opKey)
+	eventually(t, 15*time.Second, "long poll woken after the Redis restart", func() bool {
+		type res struct {
+			n int
+			d time.Duration
+		}
+		ch := make(chan res, 1)
+		go func() {
+			t0 := time.Now()
+			l, _ := rc.ListTasks(ctx, "a", client.TaskQuery{Status: wire.TaskPending, Wait: 3 * time.Second})
+			ch <- res{len(l.Tasks), time.Since(t0)}
+		}()
+		time.Sleep(100 * time.Millisecond)
+		task, _, err := op.Dispatch(ctx, "a", wire.DispatchTaskPayload{Type: "probe"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := <-ch
+		if _, err := op.UpdateTask(ctx, "a", task.ID, wire.TaskUpdatePayload{Status: wire.TaskCancelled}); err != nil {
+			t.Fatal(err)
+		}
+		return r.n == 1 && r.d < 2*time.Second
+	})
 }
 
 func TestAdmissionReportsQuarantine(t *testing.T) {
