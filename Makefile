@@ -5,7 +5,7 @@ MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
 BIN := bin
 GOTESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: help build run test test-race bench lint check tidy redis-server clean
+.PHONY: help build run test test-race bench bench-api bench-sweeper bench-hooks lint check tidy redis-server clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -32,8 +32,10 @@ test: redis-server ## run every module's tests against private redis-servers
 test-race: redis-server ## the tests with the race detector
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -race $(GOTESTFLAGS) ./...); done
 
-bench: redis-server ## run the benchmarks (figures go in the README)
-	@set -e; for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchtime 1x ./...); done
+bench: bench-api bench-sweeper bench-hooks ## every benchmark (figures go in the README)
+
+bench-api: redis-server ## api: heartbeat throughput over HTTP beside redis PING and EVALSHA ceilings
+	cd services/api && $(GO) test -run '^$$' -bench Heartbeat -benchtime 3s ./app/
 
 bench-sweeper: redis-server ## sweeper: detection lag p50/p99/max for 10k and 100k leases over 15 s, beside keyspace events alone
 	cd services/sweeper && $(GO) test -tags bench -run '^$$' -bench DetectionLag -benchtime 1x -timeout 15m ./app/
