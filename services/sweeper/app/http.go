@@ -2,15 +2,14 @@ package app
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
@@ -93,18 +92,12 @@ func (s *Service) release(w http.ResponseWriter, r *http.Request) {
 // authorized: with ADMIN_API_KEYS set, a Bearer operator key is required;
 // without keys the endpoint is open, except in production.
 func (s *Service) authorized(r *http.Request) bool {
-	if len(s.cfg.AdminAPIKeys) == 0 {
+	keys := keyauth.NewKeySet(s.cfg.AdminAPIKeys)
+	if keys.Empty() {
 		return !s.cfg.Production()
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return false
-	}
-	match := 0
-	for _, k := range s.cfg.AdminAPIKeys {
-		match |= subtle.ConstantTimeCompare([]byte(tok), []byte(k))
-	}
-	return match == 1
+	tok, ok := keyauth.Bearer(r.Header.Get("Authorization"))
+	return ok && keys.Contains(tok)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

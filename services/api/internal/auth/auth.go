@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 )
 
 // Role is what a credential may do.
@@ -78,8 +80,8 @@ type TokenLookup func(ctx context.Context, runnerID string) (string, error)
 
 // Authenticator turns an Authorization header into a Principal.
 type Authenticator struct {
-	apiKeys   [][sha256.Size]byte
-	operators [][sha256.Size]byte
+	apiKeys   keyauth.KeySet
+	operators keyauth.KeySet
 	lookup    TokenLookup
 	notFound  error
 	validID   func(string) bool
@@ -91,25 +93,18 @@ type Authenticator struct {
 // error lookup wraps for an unknown runner; validID checks the runner id part
 // of a token before it goes anywhere near Redis.
 func New(apiKeys, operatorKeys []string, lookup TokenLookup, notFound error, validID func(string) bool) *Authenticator {
-	a := &Authenticator{lookup: lookup, notFound: notFound, validID: validID}
-	for _, k := range apiKeys {
-		if k = strings.TrimSpace(k); k != "" {
-			a.apiKeys = append(a.apiKeys, sha256.Sum256([]byte(k)))
-		}
+	a := &Authenticator{
+		apiKeys: keyauth.NewKeySet(apiKeys), operators: keyauth.NewKeySet(operatorKeys),
+		lookup: lookup, notFound: notFound, validID: validID,
 	}
-	for _, k := range operatorKeys {
-		if k = strings.TrimSpace(k); k != "" {
-			a.operators = append(a.operators, sha256.Sum256([]byte(k)))
-		}
-	}
-	if len(a.operators) == 0 {
+	if a.operators.Empty() {
 		a.operators = a.apiKeys
 	}
 	return a
 }
 
 // Enabled reports whether any key is configured.
-func (a *Authenticator) Enabled() bool { return len(a.apiKeys) > 0 || len(a.operators) > 0 }
+func (a *Authenticator) Enabled() bool { return !a.apiKeys.Empty() || !a.operators.Empty() }
 
 // Authenticate resolves the Authorization header value. An empty header gives
 // RoleNone without error; a credential that matches nothing gives
@@ -121,19 +116,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	if header == "" {
 		return Principal{}, nil
 	}
-	scheme, cred, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return Principal{}, ErrUnauthenticated
-	}
-	cred = strings.TrimSpace(cred)
-	if cred == "" || len(cred) > 512 {
+	cred, ok := keyauth.Bearer(header)
+	if !ok {
 		return Principal{}, ErrUnauthenticated
 	}
 	sum := sha256.Sum256([]byte(cred))
-	// Compare against every key, without stopping early, so that the time
-	// taken says nothing about which key (if any) matched.
-	operator := match(sum, a.operators)
-	api := match(sum, a.apiKeys)
+	// Compare against every key of both sets, so that the time taken says
+	// nothing about which key (if any) matched.
+	operator := a.operators.ContainsDigest(sum)
+	api := a.apiKeys.ContainsDigest(sum)
 	switch {
 	case operator:
 		return Principal{Role: RoleOperator}, nil
@@ -156,14 +147,6 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 		return Principal{}, ErrUnauthenticated
 	}
 	return Principal{Role: RoleRunner, RunnerID: id}, nil
-}
-
-func match(sum [sha256.Size]byte, keys [][sha256.Size]byte) bool {
-	found := 0
-	for i := range keys {
-		found |= subtle.ConstantTimeCompare(sum[:], keys[i][:])
-	}
-	return found == 1
 }
 
 // NewToken returns a fresh runner token "<runnerId>.<secret>" and the hash

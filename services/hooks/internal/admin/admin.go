@@ -8,15 +8,12 @@
 package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -24,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
+	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 )
 
 // Sentinel errors mapped to status codes by writeError.
@@ -46,15 +44,12 @@ type Config struct {
 
 type server struct {
 	cfg  Config
-	keys [][32]byte
+	keys keyauth.KeySet
 }
 
 // Handler returns the HTTP handler.
 func Handler(cfg Config) http.Handler {
-	s := &server{cfg: cfg}
-	for _, k := range cfg.AdminKeys {
-		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
-	}
+	s := &server{cfg: cfg, keys: keyauth.NewKeySet(cfg.AdminKeys)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -91,22 +86,13 @@ func (s *server) admin(next func(http.ResponseWriter, *http.Request) error) http
 }
 
 func (s *server) authorize(r *http.Request) error {
-	if len(s.keys) == 0 {
+	if s.keys.Empty() {
 		if s.cfg.Production {
 			return errDisabled
 		}
 		return nil
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		return errUnauthorized
-	}
-	got := sha256.Sum256([]byte(tok))
-	match := 0
-	for _, k := range s.keys {
-		match |= subtle.ConstantTimeCompare(got[:], k[:])
-	}
-	if match != 1 {
+	if tok, ok := keyauth.Bearer(r.Header.Get("Authorization")); !ok || !s.keys.Contains(tok) {
 		return errUnauthorized
 	}
 	return nil
