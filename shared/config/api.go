@@ -74,10 +74,9 @@ func DefaultAPI() API {
 // defaults and validates it, reporting every problem at once.
 func LoadAPI(environ map[string]string) (API, error) {
 	cfg := DefaultAPI()
-	if err := parse(&cfg, environ); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
+	// A value that does not parse keeps its default, so validating anyway
+	// reports the other problems in the same run.
+	if err := errors.Join(parse(&cfg, environ), cfg.Validate()); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil

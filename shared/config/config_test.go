@@ -15,7 +15,7 @@ func TestLoadAPIReportsEveryProblemByVariable(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"PORT", "LEASE_TTL_MS"} {
+	for _, want := range []string{"PORT", "LEASE_TTL_MS", "LOG_LEVEL", "HEARTBEAT_INTERVAL_MS"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

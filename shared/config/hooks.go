@@ -90,13 +90,13 @@ func DefaultHooks() Hooks {
 // the defaults and validates it, reporting every problem at once.
 func LoadHooks(environ map[string]string) (Hooks, error) {
 	cfg := DefaultHooks()
-	if err := parse(&cfg, environ); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
+	parseErr := parse(&cfg, environ)
 	cfg.HookURLs = hookSplitList(strings.Join(cfg.HookURLs, ","))
 	cfg.HookEvents = hookSplitList(strings.Join(cfg.HookEvents, ","))
 	cfg.AdminAPIKeys = hookSplitList(strings.Join(cfg.AdminAPIKeys, ","))
-	if err := cfg.Validate(); err != nil {
+	// A value that does not parse keeps its default, so validating anyway
+	// reports the other problems in the same run.
+	if err := errors.Join(parseErr, cfg.Validate()); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
