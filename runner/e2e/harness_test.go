@@ -256,7 +256,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	c.startAPI()
 	startProc(t, "sweeper", binary(t, "sweeper"), merge(common, map[string]string{
 		"PORT": strconv.Itoa(freePort(t)), "LEASE_TTL_MS": strconv.Itoa(o.leaseTTLMs), "SWEEP_INTERVAL_MS": "100",
-		"MASS_EXPIRY_PERCENT": "100", "TASK_TIMEOUT_GRACE_MS": "500",
+		"HEARTBEAT_INTERVAL_MS": strconv.Itoa(o.heartbeatMs), "MASS_EXPIRY_PERCENT": "100", "TASK_TIMEOUT_GRACE_MS": "500",
 	}))
 	startProc(t, "hooks", binary(t, "hooks"), merge(common, map[string]string{
 		"PORT": strconv.Itoa(freePort(t)), "RUNNER_OFFLINE_HOOK": c.hooks.srv.URL,

@@ -25,6 +25,11 @@ type Sweeper struct {
 	// LeaseTTLMs (LEASE_TTL_MS, default 60000): the API's lease TTL; the
 	// correlated-loss window is one lease TTL.
 	LeaseTTLMs int64 `env:"LEASE_TTL_MS"`
+	// HeartbeatIntervalMs (HEARTBEAT_INTERVAL_MS, default 15000): the API's
+	// heartbeat interval; a runner that has not renewed its lease for
+	// SilentAfter (1.5 intervals) counts as silent for the fleet_silent rule.
+	// Must be below LEASE_TTL_MS.
+	HeartbeatIntervalMs int64 `env:"HEARTBEAT_INTERVAL_MS"`
 	// MassExpiryPercent (MASS_EXPIRY_PERCENT, default 50): quarantine instead
 	// of failing when more than this share of the online runners lose their
 	// lease within one lease TTL. 100 can never be exceeded: protection off.
@@ -43,15 +48,16 @@ type Sweeper struct {
 // DefaultSweeper returns the sweeper defaults.
 func DefaultSweeper() Sweeper {
 	return Sweeper{
-		Common:             defaultCommon(),
-		Port:               3001,
-		SweepIntervalMs:    100,
-		SweepBatch:         500,
-		TaskTimeoutGraceMs: 5000,
-		LeaseTTLMs:         60000,
-		MassExpiryPercent:  50,
-		MassExpiryMin:      10,
-		MassExpiryHoldMs:   300000,
+		Common:              defaultCommon(),
+		Port:                3001,
+		SweepIntervalMs:     100,
+		SweepBatch:          500,
+		TaskTimeoutGraceMs:  5000,
+		LeaseTTLMs:          60000,
+		HeartbeatIntervalMs: 15000,
+		MassExpiryPercent:   50,
+		MassExpiryMin:       10,
+		MassExpiryHoldMs:    300000,
 	}
 }
 
@@ -86,6 +92,12 @@ func (c Sweeper) Validate() error {
 	if c.LeaseTTLMs < 100 {
 		errs = append(errs, fmt.Errorf("LEASE_TTL_MS: %d is below 100", c.LeaseTTLMs))
 	}
+	if c.HeartbeatIntervalMs < 10 {
+		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS: %d is below 10", c.HeartbeatIntervalMs))
+	}
+	if c.HeartbeatIntervalMs >= c.LeaseTTLMs {
+		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS (%d) must be below LEASE_TTL_MS (%d)", c.HeartbeatIntervalMs, c.LeaseTTLMs))
+	}
 	if c.MassExpiryPercent < 1 || c.MassExpiryPercent > 100 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_PERCENT: %d is outside 1..100", c.MassExpiryPercent))
 	}
@@ -116,6 +128,22 @@ func (c Sweeper) TaskTimeoutGrace() time.Duration {
 
 // LeaseTTL is LeaseTTLMs as a duration.
 func (c Sweeper) LeaseTTL() time.Duration { return time.Duration(c.LeaseTTLMs) * time.Millisecond }
+
+// HeartbeatInterval is HeartbeatIntervalMs as a duration.
+func (c Sweeper) HeartbeatInterval() time.Duration {
+	return time.Duration(c.HeartbeatIntervalMs) * time.Millisecond
+}
+
+// SilentAfter is how long a runner may go without renewing its lease before
+// it counts as silent for the fleet_silent rule: 1.5 heartbeat intervals.
+// Runners beat every interval minus up to 20 % jitter, so a healthy one is
+// never older than one interval plus the request time; the extra half
+// interval absorbs a slow API or one late beat. It must stay below
+// LeaseTTL - HeartbeatInterval, the silence of the freshest runner when the
+// first lease of an outage runs out, for the rule to trip before anyone is
+// failed: true whenever LEASE_TTL_MS >= 2.5 x HEARTBEAT_INTERVAL_MS (the
+// defaults are 4 x).
+func (c Sweeper) SilentAfter() time.Duration { return c.HeartbeatInterval() * 3 / 2 }
 
 // MassExpiryHold is MassExpiryHoldMs as a duration.
 func (c Sweeper) MassExpiryHold() time.Duration {

@@ -92,7 +92,8 @@ func StatsKey() string { return prefix + "stats" }
 func QuarantineKey() string { return prefix + "quarantine" }
 
 // QuarantineStateKey is the sweeper's correlated-loss state. HASH: active
-// (0/1), since (ms), reason, count, exitedAt (ms), exitReason.
+// (0/1), since (ms), reason, rule (mass_expiry or fleet_silent), count,
+// exitedAt (ms), exitReason.
 func QuarantineStateKey() string { return prefix + "quarantine:state" }
 
 // RecentExpiriesKey records recent lease expiries for correlated-loss

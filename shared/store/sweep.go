@@ -29,12 +29,26 @@ var runnerKeyPrefix = RunnerKey("")
 
 // MassExpiryPolicy is the correlated-loss rule: quarantine instead of failing
 // when more than Percent of the runners online within Window, and at least
-// Min, lost their lease within Window. Percent 100 can never be exceeded.
+// Min, lost their lease within Window (mass_expiry), or when more than
+// Percent of the lease holders, and at least Min, have not renewed their
+// lease for SilentAfter (fleet_silent: the loss seen before the leases run
+// out). Percent 100 can never be exceeded.
 type MassExpiryPolicy struct {
 	Percent int
 	Min     int
-	Window  time.Duration
+	// Window is one lease TTL: every renewal sets deadline = now + Window.
+	Window time.Duration
+	// SilentAfter is how long without a renewal makes a runner silent
+	// (a multiple of the heartbeat interval, below Window); 0 turns the
+	// fleet_silent rule off.
+	SilentAfter time.Duration
 }
+
+// Quarantine rules: which one entered the quarantine.
+const (
+	RuleMassExpiry  = "mass_expiry"
+	RuleFleetSilent = "fleet_silent"
+)
 
 // SweepDecision is the gate's verdict on a set of due leases.
 type SweepDecision struct {
@@ -44,11 +58,20 @@ type SweepDecision struct {
 	Expire []string
 	// Quarantined lists runners the gate moved to unreachable.
 	Quarantined []string
-	// Entered is true when this call switched the quarantine on.
+	// Entered is true when this call switched the quarantine on, by Rule.
 	Entered bool
-	// Lost and Base are the correlated-loss figures when they were evaluated:
+	Rule    string
+	// Lost and Base are the mass_expiry figures when they were evaluated:
 	// expiries within the window, and runners online within it.
 	Lost, Base int64
+	// Silent and Population are the fleet_silent figures when they were
+	// evaluated: runners silent for SilentAfter, out of the lease holders
+	// (both counting the runners that expired within the window).
+	Silent, Population int64
+	// NextDue is how long after Now the earliest lease not yet due becomes
+	// due (Redis' clock): 0 when more leases are due than this call took,
+	// negative when no lease is held.
+	NextDue time.Duration
 }
 
 // SweepDue finds up to limit runners whose lease deadline passed (by Redis
@@ -62,11 +85,12 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 		QuarantineKey(), QuarantineStateKey(), RecentExpiriesKey(), OutboxKey(), StatsKey(),
 	}
 	res, err := quarantineGateScript.Run(ctx, s.rdb, keys,
-		runnerKeyPrefix, LeaseKeyPrefix, p.Window.Milliseconds(), p.Percent, p.Min, limit).Slice()
+		runnerKeyPrefix, LeaseKeyPrefix, p.Window.Milliseconds(), p.Percent, p.Min, limit,
+		p.SilentAfter.Milliseconds()).Slice()
 	if err != nil {
 		return SweepDecision{}, fmt.Errorf("store: sweep gate: %w", err)
 	}
-	if len(res) < 6 {
+	if len(res) < 10 {
 		return SweepDecision{}, fmt.Errorf("store: sweep gate: %w", errUnexpectedResponse)
 	}
 	return SweepDecision{
@@ -76,6 +100,10 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 		Quarantined: toStrings(res[3]),
 		Lost:        toInt(res[4]),
 		Base:        toInt(res[5]),
+		NextDue:     time.Duration(toInt(res[6])) * time.Millisecond,
+		Rule:        toString(res[7]),
+		Silent:      toInt(res[8]),
+		Population:  toInt(res[9]),
 	}, nil
 }
 
@@ -180,9 +208,12 @@ func (s *Store) DropQuarantined(ctx context.Context, ids []string) error {
 
 // QuarantineState is the sweeper's correlated-loss state as stored.
 type QuarantineState struct {
-	Active     bool
-	Since      time.Time
-	Reason     string
+	Active bool
+	Since  time.Time
+	Reason string
+	// Rule is the rule that entered the quarantine (RuleMassExpiry or
+	// RuleFleetSilent).
+	Rule       string
 	Count      int64
 	ExitedAt   time.Time
 	ExitReason string
@@ -200,7 +231,7 @@ func (s *Store) GetQuarantineState(ctx context.Context) (QuarantineState, error)
 		return QuarantineState{}, fmt.Errorf("store: quarantine state: %w", err)
 	}
 	m := h.Val()
-	st := QuarantineState{Active: m["active"] == "1", Reason: m["reason"], ExitReason: m["exitReason"], Quarantined: n.Val()}
+	st := QuarantineState{Active: m["active"] == "1", Reason: m["reason"], Rule: m["rule"], ExitReason: m["exitReason"], Quarantined: n.Val()}
 	st.Count, _ = strconv.ParseInt(m["count"], 10, 64)
 	if ms, err := strconv.ParseInt(m["since"], 10, 64); err == nil {
 		st.Since = time.UnixMilli(ms).UTC()

@@ -206,3 +206,116 @@ func TestTaskTimeoutIsAtomicAndIdempotent(t *testing.T) {
 		t.Errorf("late result: %v, want ErrTaskTerminal", err)
 	}
 }
+
+// silence makes the runners look as if their last renewal was ago before
+// now (Redis time), without ending their leases: only the deadline index
+// moves, to where that renewal would have put it.
+func silence(t *testing.T, rdb *redis.Client, ids []string, window, ago time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := float64(now.Add(window - ago).UnixMilli())
+	for _, id := range ids {
+		if err := rdb.ZAdd(ctx, store.LeaseDeadlinesKey(), redis.Z{Score: at, Member: id}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSweepGateSeesASilentFleetBeforeItsLeasesRunOut(t *testing.T) {
+	const window, silentAfter = time.Minute, 1500 * time.Millisecond
+	on := store.MassExpiryPolicy{Percent: 50, Min: 10, Window: window, SilentAfter: silentAfter}
+	off := on
+	off.SilentAfter = 0
+	for _, tc := range []struct {
+		name         string
+		fleet        int // runners, the one whose lease ran out included
+		silent       int // others not renewed for 2 s, leases still alive
+		policy       store.MassExpiryPolicy
+		wantEntered  bool
+		wantSilentOf [2]int64 // silent, population when evaluated
+	}{
+		{"api outage: every runner silent, one lease out", 20, 19, on, true, [2]int64{20, 20}},
+		{"one runner dies in a healthy fleet", 20, 0, on, false, [2]int64{1, 20}},
+		{"30 percent silent", 20, 5, on, false, [2]int64{6, 20}},
+		{"a fleet below the minimum", 8, 7, on, false, [2]int64{8, 8}},
+		{"rule off", 20, 19, off, false, [2]int64{0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, rdb := newStore(t)
+			all := ids("s", tc.fleet)
+			for _, id := range all {
+				register(t, s, id, window)
+			}
+			silence(t, rdb, all[1:1+tc.silent], window, 2*time.Second)
+			endLeases(t, rdb, all[:1])
+
+			// two replicas deciding at the same moment agree
+			var wg sync.WaitGroup
+			var got [2]store.SweepDecision
+			for i := range got {
+				wg.Go(func() {
+					d, err := s.SweepDue(ctx, 100, tc.policy)
+					if err != nil {
+						t.Error(err)
+					}
+					got[i] = d
+				})
+			}
+			wg.Wait()
+			first, second := got[0], got[1]
+			if second.Entered || (!first.Entered && second.Silent != 0) {
+				first, second = second, first
+			}
+			if tc.wantEntered {
+				if !first.Entered || first.Rule != store.RuleFleetSilent || !cmp.Equal(first.Quarantined, all[:1]) || len(first.Expire) != 0 {
+					t.Fatalf("decision = %+v, want fleet_silent entered, %v quarantined", first, all[:1])
+				}
+				if second.Entered || len(second.Expire)+len(second.Quarantined) != 0 {
+					t.Errorf("the other replica decided %+v, want nothing left", second)
+				}
+				qs, err := s.GetQuarantineState(ctx)
+				if err != nil || !qs.Active || qs.Rule != store.RuleFleetSilent || qs.Quarantined != 1 {
+					t.Errorf("state = %+v, %v; want active fleet_silent with 1", qs, err)
+				}
+			} else {
+				for _, d := range got {
+					if d.Entered || len(d.Quarantined) != 0 || !cmp.Equal(d.Expire, all[:1]) {
+						t.Fatalf("decision = %+v, want %v to expire", d, all[:1])
+					}
+				}
+			}
+			if f := [2]int64{first.Silent, first.Population}; f != tc.wantSilentOf {
+				t.Errorf("silent, population = %v, want %v", f, tc.wantSilentOf)
+			}
+		})
+	}
+}
+
+func TestSweepGateReportsTheNextDeadline(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t)
+	off := store.MassExpiryPolicy{Percent: 100, Min: 1, Window: time.Minute}
+	d, err := s.SweepDue(ctx, 10, off)
+	if err != nil || d.NextDue >= 0 {
+		t.Fatalf("empty index: NextDue = %v, %v; want negative", d.NextDue, err)
+	}
+	register(t, s, "soon", 800*time.Millisecond)
+	register(t, s, "later", time.Minute)
+	d, err = s.SweepDue(ctx, 10, off)
+	if err != nil || d.NextDue <= 0 || d.NextDue > 801*time.Millisecond {
+		t.Fatalf("NextDue = %v, %v; want (0, 801ms]", d.NextDue, err)
+	}
+	all := ids("due", 5)
+	for _, id := range all {
+		register(t, s, id, time.Minute)
+	}
+	endLeases(t, rdb, all)
+	if d, err = s.SweepDue(ctx, 3, off); err != nil || d.NextDue != 0 || len(d.Expire) != 3 {
+		t.Fatalf("backlog: NextDue = %v, %d expire, %v; want 0 and 3", d.NextDue, len(d.Expire), err)
+	}
+}

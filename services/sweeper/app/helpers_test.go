@@ -33,6 +33,7 @@ func testConfig() config.Sweeper {
 	cfg := config.DefaultSweeper()
 	cfg.SweepIntervalMs = 20
 	cfg.LeaseTTLMs = 300
+	cfg.HeartbeatIntervalMs = 100 // heartbeatLoop beats every 80 ms
 	cfg.MassExpiryPercent = 100
 	cfg.TaskTimeoutGraceMs = 0
 	return cfg

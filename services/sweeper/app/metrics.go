@@ -22,6 +22,7 @@ type metrics struct {
 	keyspaceEvents   prometheus.Gauge
 	subscriptions    prometheus.Counter
 	tickSeconds      prometheus.Histogram
+	scans            *prometheus.CounterVec
 }
 
 // lagBuckets run from 1 ms to 10 s, fine-grained below the 100 ms tick.
@@ -51,7 +52,7 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 		}),
 		indexTrans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: prefix + "index_transitions_total",
-			Help: "Offline transitions found by the timed index tick: expiries no event had reported yet.",
+			Help: "Offline transitions found by a scan the sweeper timed itself (the tick, or the wake at the next lease deadline): expiries no event had reported yet.",
 		}),
 		leaseAlive: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: prefix + "lease_alive_total",
@@ -102,9 +103,16 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 			Help:    "Duration of one index tick.",
 			Buckets: lagBuckets,
 		}),
+		scans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "lease_scans_total",
+			Help: "Lease index scans, by what prompted them: tick, deadline (the wake at the next lease deadline) or event (a keyspace event, a resubscription, an operator release).",
+		}, []string{"trigger"}),
+	}
+	for _, by := range []trigger{byTick, byDeadline, byEvent} {
+		m.scans.WithLabelValues(string(by))
 	}
 	reg.MustRegister(m.transitions, m.lag, m.eventsReceived, m.eventTrans, m.indexTrans,
 		m.leaseAlive, m.alreadyOffline, m.quarantineActive, m.quarantined, m.qEntries, m.qExits, m.qRunners,
-		m.taskTimeouts, m.errors, m.keyspaceEvents, m.subscriptions, m.tickSeconds)
+		m.taskTimeouts, m.errors, m.keyspaceEvents, m.subscriptions, m.tickSeconds, m.scans)
 	return m
 }

@@ -19,9 +19,24 @@ import (
 // lets the other duties (quarantine, task timeouts) run.
 const maxBatchesPerTick = 50
 
-// minEventScanGap spaces the scans that expiry events prompt: at scale
-// events arrive by thousands a second, and one scan covers them all.
-const minEventScanGap = 5 * time.Millisecond
+// minScanGap is the least time between the end of one lease scan and the
+// start of the next, unless the timed tick asks: expiries that the deadline
+// wake or keyspace events announce by thousands a second are then taken a
+// few milliseconds' worth at a time, not with one scan each.
+const minScanGap = 2 * time.Millisecond
+
+// wakeSlack is added to the next deadline: the gate's clock is Redis' and
+// counts whole milliseconds, and the result reaches us a little later still.
+const wakeSlack = time.Millisecond
+
+// trigger says what prompted a lease scan (the scans_total label).
+type trigger string
+
+const (
+	byTick     trigger = "tick"     // the timed tick (SWEEP_INTERVAL_MS)
+	byDeadline trigger = "deadline" // the wake at the next lease deadline
+	byEvent    trigger = "event"    // a keyspace event, a resubscription or an operator release
+)
 
 // Service is one sweeper replica: the loops plus the HTTP handler.
 type Service struct {
@@ -44,6 +59,12 @@ func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Serv
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.MassExpiryPercent < 100 && cfg.LeaseTTL()-cfg.HeartbeatInterval() <= cfg.SilentAfter() {
+		log.Warn("LEASE_TTL_MS is below 2.5 x HEARTBEAT_INTERVAL_MS: in an API outage the first leases run out "+
+			"before the fleet looks silent, so those runners go offline before the quarantine starts",
+			"lease_ttl_ms", cfg.LeaseTTLMs, "heartbeat_interval_ms", cfg.HeartbeatIntervalMs,
+			"silent_after_ms", cfg.SilentAfter().Milliseconds())
+	}
 	reg := prometheus.NewRegistry()
 	return &Service{
 		cfg: cfg, rdb: rdb, log: log, reg: reg,
@@ -51,6 +72,7 @@ func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Serv
 		m:  newMetrics(reg, cfg.MetricsPrefix),
 		policy: store.MassExpiryPolicy{
 			Percent: cfg.MassExpiryPercent, Min: cfg.MassExpiryMin, Window: cfg.LeaseTTL(),
+			SilentAfter: cfg.SilentAfter(),
 		},
 		kick:       make(chan struct{}, 1),
 		lastLogged: map[string]time.Time{},
@@ -83,66 +105,107 @@ func (s *Service) requestEventScan() {
 func (s *Service) requestScan() { s.requestEventScan() }
 
 // tickLoop is the only place leases are swept, so one replica never races
-// itself: a timer tick does everything, an event only the lease scan.
+// itself. Three things prompt a lease scan: the timed tick (which also does
+// everything else), the wake at the next lease deadline the gate reported,
+// and keyspace events. The deadline wake is what bounds the detection lag by
+// a few milliseconds instead of by the tick; the tick stays as the backstop
+// (a lease added with an earlier deadline than the one the wake waits for,
+// or a lost scan result), events as hints.
 func (s *Service) tickLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.SweepInterval())
+	interval := s.cfg.SweepInterval()
+	t := time.NewTicker(interval)
 	defer t.Stop()
-	s.tick(ctx)
+	wake := time.NewTimer(interval)
+	defer wake.Stop()
+	var last time.Time // when the latest lease scan ended
+	schedule := func(due time.Time) {
+		d := interval
+		if !due.IsZero() {
+			d = min(interval, time.Until(due)+wakeSlack)
+		}
+		d = max(d, minScanGap-time.Since(last))
+		wake.Reset(d)
+	}
+	scanned := func(due time.Time) {
+		last = time.Now()
+		schedule(due)
+	}
+
+	scanned(s.tick(ctx))
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.tick(ctx)
+			scanned(s.tick(ctx))
+		case <-wake.C:
+			scanned(s.sweepLeases(ctx, byDeadline))
 		case <-s.kick:
-			s.sweepLeases(ctx, false)
-			s.advanceQuarantine(ctx)
-			select { // let further events pile into one scan
-			case <-ctx.Done():
-				return
-			case <-time.After(minEventScanGap):
+			// let further events pile into one scan
+			if gap := minScanGap - time.Since(last); gap > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(gap):
+				}
 			}
+			due := s.sweepLeases(ctx, byEvent)
+			s.advanceQuarantine(ctx)
+			scanned(due)
 		}
 	}
 }
 
 // tick is one timed pass: drain the due leases, advance the quarantine,
-// fail the tasks past their timeout.
-func (s *Service) tick(ctx context.Context) {
+// fail the tasks past their timeout. It returns when the next lease becomes
+// due (zero when unknown).
+func (s *Service) tick(ctx context.Context) time.Time {
 	start := time.Now()
 	defer func() { s.m.tickSeconds.Observe(time.Since(start).Seconds()) }()
-	s.sweepLeases(ctx, true)
+	due := s.sweepLeases(ctx, byTick)
 	s.advanceQuarantine(ctx)
 	s.timeoutTasks(ctx)
+	return due
 }
 
-// sweepLeases drains the due leases in batches. fromTimer attributes the
-// transitions to the index tick (no event prompted the scan).
-func (s *Service) sweepLeases(ctx context.Context, fromTimer bool) {
+// sweepLeases drains the due leases in batches and returns when the next
+// lease becomes due, on the local clock (zero when the index is empty or the
+// scan failed; now when a backlog is left).
+func (s *Service) sweepLeases(ctx context.Context, by trigger) time.Time {
+	defer s.m.scans.WithLabelValues(string(by)).Inc() // counted once done
 	batch := s.cfg.SweepBatch
 	for range maxBatchesPerTick {
 		if ctx.Err() != nil {
-			return
+			return time.Time{}
 		}
 		d, err := s.st.SweepDue(ctx, batch, s.policy)
 		if err != nil {
 			s.fail(ctx, "sweep", err)
-			break
+			return time.Time{}
 		}
-		s.apply(ctx, d, fromTimer)
-		if len(d.Expire)+len(d.Quarantined) < batch {
-			break
+		// the gate measured NextDue against Redis' clock; anchoring it to
+		// the local clock when the answer arrives keeps hosts' skew out
+		got := time.Now()
+		s.apply(ctx, d, by)
+		if len(d.Expire)+len(d.Quarantined) < batch && d.NextDue != 0 {
+			if d.NextDue < 0 {
+				return time.Time{}
+			}
+			return got.Add(d.NextDue)
 		}
 	}
+	return time.Now() // backlog left: the next scan comes after minScanGap
 }
 
 // apply carries out a gate decision: the expire list goes through the
 // offline transition, the quarantined ones are only counted and logged.
-func (s *Service) apply(ctx context.Context, d store.SweepDecision, fromIndex bool) {
+func (s *Service) apply(ctx context.Context, d store.SweepDecision, by trigger) {
 	if d.Entered {
 		s.m.qEntries.Inc()
 		s.log.Warn("quarantine entered: correlated lease loss, runners become unreachable instead of offline",
-			"lost", d.Lost, "online_within_window", d.Base, "window_ms", s.policy.Window.Milliseconds(),
+			"rule", d.Rule, "lost", d.Lost, "online_within_window", d.Base,
+			"silent", d.Silent, "lease_holders", d.Population, "silent_after_ms", s.policy.SilentAfter.Milliseconds(),
+			"window_ms", s.policy.Window.Milliseconds(),
 			"percent", s.policy.Percent, "min", s.policy.Min, "hold_ms", s.cfg.MassExpiryHoldMs)
 	}
 	if n := len(d.Quarantined); n > 0 {
@@ -160,7 +223,7 @@ func (s *Service) apply(ctx context.Context, d store.SweepDecision, fromIndex bo
 		switch {
 		case r.Err == nil:
 			s.recordTransition(r.Transition)
-			if fromIndex {
+			if by != byEvent {
 				s.m.indexTrans.Inc()
 			} else {
 				s.m.eventTrans.Inc()

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,7 +96,9 @@ func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
 			t.Errorf("notify-keyspace-events = %q, lacks %q", flags["notify-keyspace-events"], f)
 		}
 	}
-	eventually(t, 2*time.Second, "subscribed", func() bool { return val(svc.m.subscriptions) >= 1 })
+	// the scan that follows the subscription must be over before r1
+	// exists, or it would learn r1's deadline and wake for it by itself
+	eventually(t, 2*time.Second, "subscribed and scanned", func() bool { return val(svc.m.scans.WithLabelValues(string(byEvent))) >= 1 })
 	register(t, st, "r1", 100*time.Millisecond)
 	eventually(t, 3*time.Second, "r1 offline through its expiry event", func() bool {
 		r, err := st.GetRunner(ctx, "r1")
@@ -276,13 +279,17 @@ func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 	_, rdb := redistest.Start(t, withEvents...)
 	st := store.New(rdb, store.Options{})
 	cfg := testConfig()
-	cfg.SweepIntervalMs = 60000 // no timed tick: only events and resubscription scans
+	cfg.SweepIntervalMs = 60000 // no timed tick: only events, resubscription scans and the deadline wakes they schedule
 	svc, _ := startSweeper(t, rdb, cfg)
 	eventually(t, 2*time.Second, "subscribed", func() bool { return val(svc.m.subscriptions) == 1 })
 
 	first := runnerIDs("first", 20)
 	registerAll(t, st, first, func(int) time.Duration { return 150 * time.Millisecond })
 	eventually(t, 3*time.Second, "first batch offline through events", func() bool { return count(t, rdb, wire.RunnerOffline) == 20 })
+	// the last events of the first batch may still prompt a scan; once the
+	// sweeper is quiet, nothing it knows of is due before the tick, so only
+	// the resubscription scan can learn about the second batch
+	quiet(t, svc, 50*time.Millisecond)
 
 	killed, err := rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
 	if err != nil || killed != 1 {
@@ -293,7 +300,7 @@ func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 	registerAll(t, st, second, func(int) time.Duration { return 20 * time.Millisecond })
 	eventually(t, 5*time.Second, "second batch offline after the resubscription scan", func() bool { return count(t, rdb, wire.RunnerOffline) == 40 })
 	if got := val(svc.m.subscriptions); got < 2 {
-		t.Errorf("subscriptions = %v, want a resubscription", got)
+		t.Errorf("subscriptions = %v, want a resubscription before the second batch was found", got)
 	}
 	if events := outboxEvents(t, rdb, wire.EventRunnerOffline); len(events) != 40 || total(events) != 40 {
 		t.Errorf("runner.offline events: %d runners, %d events, want 40 each once", len(events), total(events))
@@ -553,10 +560,29 @@ func TestConfigValidation(t *testing.T) {
 	cfg := testConfig()
 	cfg.SweepBatch = 0
 	cfg.MassExpiryPercent = 101
-	if _, err := New(cfg, nil, logging.Discard()); err == nil ||
-		!strings.Contains(err.Error(), "SWEEP_BATCH") || !strings.Contains(err.Error(), "MASS_EXPIRY_PERCENT") {
-		t.Errorf("New with a bad config: %v, want both problems reported", err)
+	cfg.HeartbeatIntervalMs = cfg.LeaseTTLMs
+	_, err := New(cfg, nil, logging.Discard())
+	for _, v := range []string{"SWEEP_BATCH", "MASS_EXPIRY_PERCENT", "HEARTBEAT_INTERVAL_MS"} {
+		if err == nil || !strings.Contains(err.Error(), v) {
+			t.Errorf("New with a bad config: %v, want %s reported", err, v)
+		}
 	}
+}
+
+// quiet waits until the sweeper ran no lease scan for d.
+func quiet(t *testing.T, svc *Service, d time.Duration) {
+	t.Helper()
+	scans := func() float64 {
+		return val(svc.m.scans.WithLabelValues(string(byTick))) + val(svc.m.scans.WithLabelValues(string(byDeadline))) +
+			val(svc.m.scans.WithLabelValues(string(byEvent)))
+	}
+	last, since := scans(), time.Now()
+	eventually(t, 2*time.Second, "the sweeper quiet", func() bool {
+		if n := scans(); n != last {
+			last, since = n, time.Now()
+		}
+		return time.Since(since) >= d
+	})
 }
 
 // outage makes every given lease end at the same instant, about 100 ms from
@@ -676,4 +702,234 @@ func doJSON(t *testing.T, h testHTTP, method, path, key string, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// fleet heartbeats runners at one interval with their phases spread evenly
+// over it, the way a real fleet renews; stop ends every loop at once.
+type fleet struct {
+	stops []func()
+}
+
+func startFleet(t *testing.T, st *store.Store, ids []string, epochs map[string]int64, ttl, every time.Duration) *fleet {
+	t.Helper()
+	f := &fleet{}
+	for i, id := range ids {
+		phase := time.Duration(i) * every / time.Duration(len(ids))
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(phase):
+			}
+			stop := heartbeatLoop(t, st, id, epochs[id], ttl, every)
+			<-ctx.Done()
+			stop()
+		})
+		f.stops = append(f.stops, func() { cancel(); wg.Wait() })
+	}
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fleet) stop() {
+	for _, s := range f.stops {
+		s()
+	}
+	f.stops = nil
+}
+
+// An API outage (or a partition between the runners and the controller):
+// every heartbeat stops at once, and the leases then run out spread over one
+// heartbeat interval. The fleet_silent rule sees the silence when the first
+// lease runs out, so not one runner is failed; two replicas agree.
+func TestAPIOutageQuarantinesBeforeAnyRunnerGoesOffline(t *testing.T) {
+	ctx := context.Background()
+	_, rdb := redistest.Start(t, withEvents...)
+	st := store.New(rdb, store.Options{})
+	cfg := testConfig()
+	cfg.LeaseTTLMs, cfg.HeartbeatIntervalMs = 1200, 400
+	cfg.MassExpiryPercent, cfg.MassExpiryMin, cfg.MassExpiryHoldMs = 50, 10, 600000
+	ttl, every := cfg.LeaseTTL(), cfg.HeartbeatInterval()
+
+	ids := runnerIDs("fleet", 40)
+	epochs := map[string]int64{}
+	for _, id := range ids {
+		epochs[id] = register(t, st, id, ttl).Epoch
+	}
+	task, _, err := st.Dispatch(ctx, store.DispatchParams{RunnerID: ids[0], Type: "shell"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := startSweeper(t, rdb, cfg)
+	two, _ := startSweeper(t, rdb, cfg)
+	f := startFleet(t, st, ids, epochs, ttl, every)
+	time.Sleep(2 * every) // a healthy fleet for two intervals: nobody goes anywhere
+	if n := count(t, rdb, wire.RunnerOnline); n != 40 {
+		t.Fatalf("%d online in the healthy fleet, want 40", n)
+	}
+
+	f.stop() // the outage
+	eventually(t, 3*ttl, "40 runners unreachable", func() bool { return count(t, rdb, wire.RunnerUnreachable) == 40 })
+	if n := count(t, rdb, wire.RunnerOffline); n != 0 {
+		t.Fatalf("%d runners offline in an API outage, want 0", n)
+	}
+	if ev := outboxEvents(t, rdb, wire.EventRunnerOffline); len(ev) != 0 {
+		t.Fatalf("runner.offline events in an API outage: %v", ev)
+	}
+	if ev := outboxEvents(t, rdb, wire.EventRunnerUnreachable); len(ev) != 40 || total(ev) != 40 {
+		t.Errorf("runner.unreachable events: %d runners, %d events; want 40 once each", len(ev), total(ev))
+	}
+	qs, err := st.GetQuarantineState(ctx)
+	if err != nil || !qs.Active || qs.Rule != store.RuleFleetSilent || qs.Quarantined != 40 {
+		t.Fatalf("quarantine = %+v, %v; want active by fleet_silent with 40", qs, err)
+	}
+	if n := val(one.m.qEntries) + val(two.m.qEntries); n != 1 {
+		t.Errorf("quarantine entered %v times across the replicas, want 1", n)
+	}
+
+	// the API is back: everyone heartbeats again, under the same epoch
+	startFleet(t, st, ids, epochs, ttl, every)
+	eventually(t, 3*time.Second, "quarantine ended, recovered", func() bool {
+		qs, _ := st.GetQuarantineState(ctx)
+		return !qs.Active && qs.ExitReason == store.QuarantineRecovered
+	})
+	if n := count(t, rdb, wire.RunnerOnline); n != 40 {
+		t.Errorf("%d online after the outage, want 40", n)
+	}
+	if ev := outboxEvents(t, rdb, wire.EventRunnerRecovered); len(ev) != 40 {
+		t.Errorf("runner.recovered events for %d runners, want 40", len(ev))
+	}
+	for _, id := range ids {
+		if r, err := st.GetRunner(ctx, id); err != nil || r.LeaseEpoch != epochs[id] {
+			t.Fatalf("runner %s after recovery: epoch %d (%v), want %d", id, r.LeaseEpoch, err, epochs[id])
+		}
+	}
+	if tk, _ := st.GetTask(ctx, task.ID); tk.Status != wire.TaskPending {
+		t.Errorf("task of a recovered runner is %s, want pending (kept)", tk.Status)
+	}
+	if ev := outboxEvents(t, rdb, wire.EventRunnerOffline); len(ev) != 0 {
+		t.Errorf("runner.offline events: %v, want none", ev)
+	}
+}
+
+// Individual and partial losses in a heartbeating fleet are not an outage:
+// one runner dying, then 30 % at once, go offline promptly; a fleet smaller
+// than MASS_EXPIRY_MIN never quarantines, even when it all goes.
+func TestGenuineLossesGoOfflineWithoutQuarantine(t *testing.T) {
+	cfg := testConfig()
+	cfg.LeaseTTLMs, cfg.HeartbeatIntervalMs = 600, 200
+	cfg.MassExpiryPercent, cfg.MassExpiryMin = 50, 10
+	ttl, every := cfg.LeaseTTL(), cfg.HeartbeatInterval()
+
+	for _, tc := range []struct {
+		name        string
+		size        int
+		losses      []int // runners that stop, in successive waves
+		wantOffline int
+	}{
+		{"one, then 30 percent of 40", 40, []int{1, 12}, 13},
+		{"all of a fleet below the minimum", 8, []int{8}, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			_, rdb := redistest.Start(t, withEvents...)
+			st := store.New(rdb, store.Options{})
+			ids := runnerIDs("r", tc.size)
+			epochs := map[string]int64{}
+			for _, id := range ids {
+				epochs[id] = register(t, st, id, ttl).Epoch
+			}
+			svc, _ := startSweeper(t, rdb, cfg)
+			fleets := map[string]*fleet{}
+			for _, id := range ids {
+				fleets[id] = startFleet(t, st, []string{id}, epochs, ttl, every)
+			}
+			time.Sleep(every)
+			gone := 0
+			for _, n := range tc.losses {
+				stopped := time.Now()
+				for _, id := range ids[gone : gone+n] {
+					fleets[id].stop()
+				}
+				gone += n
+				eventually(t, ttl+time.Second, "the stopped runners offline", func() bool { return count(t, rdb, wire.RunnerOffline) == int64(gone) })
+				if took := time.Since(stopped); took > ttl+500*time.Millisecond {
+					t.Errorf("%d runners took %s to go offline (TTL %s)", n, took, ttl)
+				}
+			}
+			qs, err := st.GetQuarantineState(ctx)
+			if err != nil || qs.Active || val(svc.m.qEntries) != 0 {
+				t.Fatalf("quarantine = %+v, %v, entries %v; want none", qs, err, val(svc.m.qEntries))
+			}
+			if n := count(t, rdb, wire.RunnerUnreachable); n != 0 {
+				t.Errorf("%d unreachable, want 0", n)
+			}
+			if ev := outboxEvents(t, rdb, wire.EventRunnerOffline); len(ev) != tc.wantOffline || total(ev) != tc.wantOffline {
+				t.Errorf("runner.offline events for %d runners (%d events), want %d", len(ev), total(ev), tc.wantOffline)
+			}
+			if n := count(t, rdb, wire.RunnerOnline); n != int64(tc.size-tc.wantOffline) {
+				t.Errorf("%d online, want %d", n, tc.size-tc.wantOffline)
+			}
+		})
+	}
+}
+
+// Without keyspace events and with the timed tick a minute away, only the
+// wake at the next lease deadline can find an expiry: it does, within
+// milliseconds, each of three staggered deadlines in turn.
+func TestWakesAtTheNextLeaseDeadline(t *testing.T) {
+	_, rdb := redistest.Start(t, "--rename-command", "CONFIG", "")
+	st := store.New(rdb, store.Options{})
+	cfg := testConfig()
+	cfg.SweepIntervalMs = 60000 // the longest tick allowed
+	ids := runnerIDs("w", 3)
+	for i, id := range ids {
+		register(t, st, id, time.Duration(200+100*i)*time.Millisecond)
+	}
+	svc, _ := startSweeper(t, rdb, cfg)
+	eventually(t, 3*time.Second, "3 runners offline", func() bool { return count(t, rdb, wire.RunnerOffline) == 3 })
+	if val(svc.m.eventsReceived) != 0 || val(svc.m.scans.WithLabelValues(string(byTick))) != 1 {
+		t.Errorf("events=%v tick scans=%v, want 0 and only the first", val(svc.m.eventsReceived), val(svc.m.scans.WithLabelValues(string(byTick))))
+	}
+	if got := val(svc.m.scans.WithLabelValues(string(byDeadline))); got < 3 || got > 20 {
+		t.Errorf("deadline scans = %v, want one or a few per deadline", got)
+	}
+	lags := offlineLagsMs(t, rdb)
+	for id, lag := range lags {
+		t.Logf("%s: detection lag %d ms", id, lag)
+	}
+	if len(lags) != 3 {
+		t.Errorf("runner.offline events for %d runners, want 3", len(lags))
+	}
+}
+
+// offlineLagsMs reads transition time minus lease deadline (Redis ms) from
+// the runner.offline events, by runner id.
+func offlineLagsMs(t *testing.T, rdb *redis.Client) map[string]int64 {
+	t.Helper()
+	msgs, err := rdb.XRange(context.Background(), store.OutboxKey(), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, m := range msgs {
+		if m.Values["type"] != wire.EventRunnerOffline {
+			continue
+		}
+		var d struct {
+			Runner           struct{ ID string }
+			LeaseExpiredAtMs int64 `json:"leaseExpiredAtMs"`
+		}
+		if err := json.Unmarshal([]byte(m.Values["data"].(string)), &d); err != nil {
+			t.Fatal(err)
+		}
+		ts, err := strconv.ParseInt(m.Values["ts"].(string), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[d.Runner.ID] = ts - d.LeaseExpiredAtMs
+	}
+	return out
 }

@@ -1,8 +1,22 @@
 -- quarantine_gate.lua: decide, atomically and for every sweeper replica at
 -- once, what happens to runners whose lease ran out: the normal offline
 -- transition (returned for the caller to run offline.lua on), or quarantine
--- when the loss is correlated (more than ARGV[4] percent of the runners that
--- were online within one window, and at least ARGV[5], lost their lease).
+-- when the loss is correlated. Two rules, either one enters quarantine:
+--
+--   mass_expiry   more than ARGV[4] percent of the runners that were online
+--                 within one window (one lease TTL), and at least ARGV[5],
+--                 lost their lease within it (a loss all at once);
+--   fleet_silent  more than ARGV[4] percent of the lease holders, and at least
+--                 ARGV[5], have been silent for more than ARGV[7] ms (a loss
+--                 that is still running out: an API outage or a partition).
+--
+-- The second rule looks ahead with the deadline index: every renewal sets
+-- deadline = now + TTL, so a deadline below now + TTL - ARGV[7] means no
+-- renewal for ARGV[7] ms (one ZCOUNT). When heartbeats stop fleet-wide, every
+-- runner is silent long before the first lease runs out, so the first due
+-- lease already finds the fleet silent and nobody is failed one by one.
+-- Both rules are only evaluated when some lease is due.
+--
 -- Entering quarantine, and every expiry while it is active, moves runners to
 -- `unreachable`: lease index entry removed, tasks kept, no offline event.
 --
@@ -17,19 +31,39 @@
 -- KEYS[7] outbox stream            KEYS[8] stats hash
 -- ARGV[1] runner key prefix   ARGV[2] lease key prefix   ARGV[3] window ms (one lease TTL)
 -- ARGV[4] percent (100 = never)   ARGV[5] minimum count   ARGV[6] scan limit
+-- ARGV[7] silent-after ms (0 = the fleet_silent rule is off)
 --
 -- Candidates are index entries with a deadline strictly before now: Redis
 -- expires a PX key only once its time is passed, so at the deadline's own
 -- millisecond the lease key still exists. Scanning strictly before now keeps
 -- runners that share a deadline in one decision.
 --
--- Returns {entered (0/1), now ms, expire ids, quarantined ids, lost, base}
+-- Returns {entered (0/1), now ms, expire ids, quarantined ids, lost, base,
+--          next ms, rule, silent, population}
 --   lost = expiries within the window including this call's (0 when not evaluated),
---   base = runners online within the window.
+--   base = runners online within the window,
+--   next = ms from now until the earliest lease not yet due becomes due
+--          (0: more are due than this call took; -1: the index is empty),
+--   rule = the rule that entered quarantine ('' otherwise),
+--   silent, population = the fleet_silent figures (0 when not evaluated).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local candidates = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[6]))
+local limit = tonumber(ARGV[6])
+local candidates = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, limit)
+
+-- when the sweeper should look again: a lease whose deadline is d becomes a
+-- candidate once now > d. Measured here, with Redis' clock, so that replicas
+-- on hosts with skewed clocks wake at the same moment.
+local nextDue = -1
+if #candidates >= limit then
+  nextDue = 0
+else
+  local head = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #head == 2 then
+    nextDue = tonumber(head[2]) - now + 1
+  end
+end
 
 local due = {}
 for _, id in ipairs(candidates) do
@@ -45,17 +79,21 @@ for _, id in ipairs(candidates) do
   end
 end
 if #due == 0 then
-  return {0, now, {}, {}, 0, 0}
+  return {0, now, {}, {}, 0, 0, nextDue, '', 0, 0}
 end
 
-local active = redis.call('HGET', KEYS[5], 'active') == '1'
+local state = redis.call('HMGET', KEYS[5], 'active', 'rule')
+local active = state[1] == '1'
+local rule = state[2] or 'mass_expiry'
 local entered = 0
 local expire, quarantine = {}, {}
-local lost, base = 0, 0
+local lost, base, silent, population = 0, 0, 0, 0
 if active then
   quarantine = due
 else
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[3]))
+  local window = tonumber(ARGV[3])
+  local pct, least = tonumber(ARGV[4]), tonumber(ARGV[5])
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - window)
   local fresh = {}
   for _, id in ipairs(due) do
     if redis.call('ZSCORE', KEYS[6], id) then
@@ -69,12 +107,30 @@ else
   -- runners online now (the fresh ones still are) plus those that expired
   -- within the window: the fleet as it stood one lease TTL ago
   base = redis.call('ZCARD', KEYS[2]) + recent
-  if #fresh > 0 and lost >= tonumber(ARGV[5]) and lost * 100 > tonumber(ARGV[4]) * base then
+  local reason
+  if #fresh > 0 and lost >= least and lost * 100 > pct * base then
+    rule = 'mass_expiry'
+    reason = lost .. ' of ' .. base .. ' runners lost their lease within ' .. window .. ' ms'
+  end
+  local silentAfter = tonumber(ARGV[7])
+  if not reason and #fresh > 0 and silentAfter > 0 then
+    -- lease holders not renewed for silentAfter ms (the due ones included:
+    -- their deadline is below now), plus the runners that expired within
+    -- the window and already left the index, over the same population
+    local below = now + window - silentAfter
+    silent = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. below) + recent
+    population = redis.call('ZCARD', KEYS[1]) + recent
+    if silent >= least and silent * 100 > pct * population then
+      rule = 'fleet_silent'
+      reason = silent .. ' of ' .. population .. ' runners silent for more than ' .. silentAfter .. ' ms'
+    end
+  end
+  if reason then
     entered = 1
     quarantine = fresh
     redis.call('DEL', KEYS[5])
-    redis.call('HSET', KEYS[5], 'active', 1, 'since', now, 'count', 0,
-      'reason', 'mass expiry: ' .. lost .. ' of ' .. base .. ' runners lost their lease within ' .. ARGV[3] .. ' ms')
+    redis.call('HSET', KEYS[5], 'active', 1, 'since', now, 'count', 0, 'rule', rule,
+      'reason', rule .. ': ' .. reason)
     redis.call('HINCRBY', KEYS[8], 'quarantine_entries', 1)
   else
     for _, id in ipairs(fresh) do
@@ -94,10 +150,10 @@ for _, id in ipairs(quarantine) do
   redis.call('ZADD', KEYS[4], now, id)
   redis.call('XADD', KEYS[7], '*', 'type', 'runner.unreachable', 'ts', now,
     'data', cjson.encode({runner = {id = id, name = f[3], version = f[4], realm = f[5], endpoint = f[6]},
-      reason = 'mass_expiry', leaseEpoch = tonumber(f[1]) or 0, leaseExpiredAtMs = tonumber(f[2]) or 0}))
+      reason = rule, leaseEpoch = tonumber(f[1]) or 0, leaseExpiredAtMs = tonumber(f[2]) or 0}))
 end
 if #quarantine > 0 then
   redis.call('HINCRBY', KEYS[5], 'count', #quarantine)
 end
 
-return {entered, now, expire, quarantine, lost, base}
+return {entered, now, expire, quarantine, lost, base, nextDue, entered == 1 and rule or '', silent, population}
