@@ -31,7 +31,8 @@ const spread = 15 * time.Second
 
 // BenchmarkDetectionLag registers N runners whose leases end spread over
 // 15 s, lets them all expire with a default-configured sweeper running
-// (SWEEP_INTERVAL_MS=100, mass-expiry protection off: this measures
+// (SWEEP_INTERVAL_MS=100, woken at each next lease deadline at most every
+// minScanGap, mass-expiry protection off: this measures
 // individual expiries), and reports the detection lag (transition time minus
 // lease deadline, from the runner.offline events) beside the lag of the
 // keyspace expiry events, as seen by a plain subscriber in the same run.
@@ -173,8 +174,10 @@ func runLag(b *testing.B, n int, withSweeper bool) {
 	}
 	amu.Unlock()
 	if withSweeper {
-		fmt.Printf("leases=%-6d sweeper running:  sweeper lag %s | events %s | index transitions %.0f, event-prompted %.0f | load %s\n",
-			n, summary(sweeper), summary(events), val(svc.m.indexTrans), val(svc.m.eventTrans), load)
+		scans := func(by trigger) float64 { return val(svc.m.scans.WithLabelValues(string(by))) }
+		fmt.Printf("leases=%-6d sweeper running:  sweeper lag %s | events %s | index transitions %.0f, event-prompted %.0f | scans tick %.0f, deadline %.0f, event %.0f | load %s\n",
+			n, summary(sweeper), summary(events), val(svc.m.indexTrans), val(svc.m.eventTrans),
+			scans(byTick), scans(byDeadline), scans(byEvent), load)
 	} else {
 		fmt.Printf("leases=%-6d no sweeper:        keyspace events alone %s (%d of %d arrived) | load %s\n",
 			n, summary(events), len(events), n, load)

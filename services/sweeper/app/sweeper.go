@@ -29,7 +29,7 @@ const minScanGap = 2 * time.Millisecond
 // counts whole milliseconds, and the result reaches us a little later still.
 const wakeSlack = time.Millisecond
 
-// trigger says what prompted a lease scan (the scans_total label).
+// trigger says what prompted a lease scan (the lease_scans_total label).
 type trigger string
 
 const (
