@@ -1,6 +1,6 @@
 // Package svcmain is the body of every service's main: load the
-// configuration, build the logger, connect to Redis, and run until SIGINT or
-// SIGTERM. Services differ only in what they load and run, so each main.go is
+// configuration, build the logger, set up tracing, connect to Redis, and run
+// until SIGINT or SIGTERM, then flush the spans still queued. Services differ only in what they load and run, so each main.go is
 // one call to Main.
 //
 // It must never hold service logic, and never print the Redis URL (it may
@@ -15,11 +15,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
 // Service describes one service for Main.
@@ -43,9 +45,14 @@ func Main[C any](s Service[C]) {
 	}
 }
 
+// telemetryFlush bounds how long a stopping service waits for its last spans.
+const telemetryFlush = 5 * time.Second
+
 func run[C any](s Service[C]) error {
-	cfg, err := s.Load(config.Environ())
-	if err != nil {
+	environ := config.Environ()
+	cfg, err := s.Load(environ)
+	tcfg, terr := config.LoadTelemetry(environ, "yggdrasil-"+s.Name)
+	if err := errors.Join(err, terr); err != nil {
 		return err
 	}
 	common := s.Common(cfg)
@@ -58,8 +65,23 @@ func run[C any](s Service[C]) error {
 		// The parse error may quote the URL, password included: say less.
 		return errors.New("REDIS_URL: not a valid Redis URL")
 	}
+	tel, err := telemetry.Setup(context.Background(), tcfg)
+	if err != nil {
+		return err
+	}
+	tel.Install(log)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), telemetryFlush)
+		defer cancel()
+		if err := tel.Shutdown(ctx); err != nil {
+			log.Warn("telemetry: spans lost at shutdown", "err", err)
+		}
+	}()
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
+	if tel.Enabled() {
+		telemetry.TraceRedis(rdb, tel.TracerProvider())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return s.Run(ctx, cfg, rdb, log)

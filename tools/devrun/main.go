@@ -5,6 +5,10 @@
 //
 // When RUNNER_OFFLINE_HOOK is empty it also starts a local webhook receiver
 // that logs every delivery, and points the hooks worker at it.
+//
+// Tracing (OTEL_EXPORTER_OTLP_ENDPOINT) uses one TracerProvider for the three
+// services, named yggdrasil-dev unless OTEL_SERVICE_NAME says otherwise; each
+// span's instrumentation scope tells which service made it.
 package main
 
 import (
@@ -30,6 +34,7 @@ import (
 	sweeperapp "github.com/yggdrasil-cp/yggdrasil/services/sweeper/app"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
 func main() {
@@ -56,6 +61,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	telCfg, err := config.LoadTelemetry(environ, "yggdrasil-dev")
+	if err != nil {
+		return err
+	}
+	tel, err := telemetry.Setup(ctx, telCfg)
+	if err != nil {
+		return err
+	}
+	tel.Install(log)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry: spans lost at shutdown", "err", err)
+		}
+	}()
 
 	redisURL, cleanup, err := chooseRedis(ctx, log, apiCfg.RedisURL, dev.Embedded)
 	if err != nil {
@@ -88,6 +109,9 @@ func run() error {
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
+	if tel.Enabled() {
+		telemetry.TraceRedis(rdb, tel.TracerProvider())
+	}
 
 	g.Go(func() error { return apiapp.Run(ctx, apiCfg, rdb, log.With("service", "api")) })
 	g.Go(func() error { return sweeperapp.Run(ctx, sweeperCfg, rdb, log.With("service", "sweeper")) })
