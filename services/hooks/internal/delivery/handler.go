@@ -13,8 +13,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
 // maxResponseBody bounds how much of a receiver's answer is read (and
@@ -32,21 +36,38 @@ type Handler struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	now     func() time.Time
+	tracer  trace.Tracer
+	prop    propagation.TextMapPropagator
+}
+
+// Option changes how NewHandler builds the handler.
+type Option func(*Handler)
+
+// WithTracing makes attempt spans with tp and writes their context into
+// each request with prop. The default is the process's global provider and
+// propagator (OpenTelemetry's no-ops unless main installed shared/telemetry).
+func WithTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) Option {
+	return func(h *Handler) { h.tracer, h.prop = tp.Tracer(Scope), prop }
 }
 
 // NewHandler returns a handler sending with a per-attempt timeout. Redirects
 // are not followed: a 3xx is the receiver's answer (a permanent failure).
-func NewHandler(signer *Signer, timeout time.Duration, concurrency int, m *metrics.Metrics, log *slog.Logger) *Handler {
+func NewHandler(signer *Signer, timeout time.Duration, concurrency int, m *metrics.Metrics, log *slog.Logger, opts ...Option) *Handler {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = concurrency
 	tr.MaxIdleConns = 4 * concurrency
-	return &Handler{
+	h := &Handler{
 		client: &http.Client{
 			Transport:     tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		signer: signer, timeout: timeout, metrics: m, log: log, now: time.Now,
+		tracer: otel.GetTracerProvider().Tracer(Scope), prop: otel.GetTextMapPropagator(),
 	}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
 // Close releases idle connections.
@@ -64,6 +85,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	attempt := retried + 1
+	ctx, span := h.startSpan(ctx, p, attempt)
 
 	start := h.now()
 	status, hdr, sendErr := h.send(ctx, p, start)
@@ -87,12 +109,16 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	default:
 		outcome = metrics.OutcomeFailed
 	}
+	endSpan(span, status, sendErr, outcome)
 	h.metrics.Deliveries.WithLabelValues(outcome, metrics.StatusClass(status)).Inc()
 	if outcome != metrics.OutcomeRetry {
 		h.metrics.Attempts.WithLabelValues(outcome).Observe(float64(attempt))
 	}
 	log := h.log.With("webhook_id", p.WebhookID(), "type", p.EventType, "url", redactURL(p.URL),
 		"attempt", attempt, "status", status, "ms", elapsed.Milliseconds())
+	if id := telemetry.TraceID(ctx); id != "" {
+		log = log.With("trace_id", id)
+	}
 	switch outcome {
 	case metrics.OutcomeDelivered:
 		if p.EventTimeMs > 0 {
@@ -119,6 +145,9 @@ func (h *Handler) send(ctx context.Context, p Payload, at time.Time) (int, http.
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
+	// traceparent (and tracestate) of the attempt's span; the Standard
+	// Webhooks signature covers id, timestamp and body, not these headers.
+	h.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	req.Header.Set(HeaderID, p.WebhookID())
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(at.Unix(), 10))
 	if h.signer.Enabled() {

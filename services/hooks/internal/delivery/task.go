@@ -28,6 +28,10 @@ type Payload struct {
 	EventTimeMs int64  `json:"eventTimeMs"`
 	URL         string `json:"url"`
 	Body        string `json:"body"`
+	// Trace is the relay span's trace context (W3C traceparent, tracestate),
+	// so that every attempt of a delivery is a child of the span that
+	// enqueued it. Absent when tracing was off.
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // WebhookID is the webhook-id header of every attempt of an event: the same
@@ -43,13 +47,20 @@ func TaskID(eventID, url string) string {
 }
 
 // NewTask builds the delivery task of ev to url.
-func NewTask(ev wire.Event, url string) (*asynq.Task, error) {
+func NewTask(ev wire.Event, url string) (*asynq.Task, error) { return NewTracedTask(ev, url, nil) }
+
+// NewTracedTask is NewTask carrying trace, the propagation fields of the
+// span that enqueues it (nil or empty: none).
+func NewTracedTask(ev wire.Event, url string, trace map[string]string) (*asynq.Task, error) {
+	if len(trace) == 0 {
+		trace = nil
+	}
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: encode event %s: %w", ev.ID, err)
 	}
 	p, err := json.Marshal(Payload{
-		EventID: ev.ID, EventType: ev.Type, EventTimeMs: ev.Timestamp.UnixMilli(), URL: url, Body: string(body),
+		EventID: ev.ID, EventType: ev.Type, EventTimeMs: ev.Timestamp.UnixMilli(), URL: url, Body: string(body), Trace: trace,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delivery: encode task %s: %w", ev.ID, err)

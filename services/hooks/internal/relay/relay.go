@@ -20,10 +20,15 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
 // Enqueuer is the part of asynq.Client the relay uses.
@@ -44,7 +49,15 @@ type Config struct {
 	// BeforeAck, when set, runs before each acknowledgement; an error stops
 	// Run with it, leaving the entries pending (tests simulate a crash here).
 	BeforeAck func(ids []string) error
+	// TracerProvider and Propagator make the span of each relayed event and
+	// write its context into the delivery tasks; nil takes the process's
+	// global ones (no-ops unless main installed shared/telemetry).
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
+
+// Scope is the instrumentation scope of the relay spans.
+const Scope = "github.com/yggdrasil-cp/yggdrasil/services/hooks/relay"
 
 // Relay is the outbox-to-queue loop.
 type Relay struct {
@@ -54,6 +67,8 @@ type Relay struct {
 	metrics *metrics.Metrics
 	log     *slog.Logger
 	ready   atomic.Bool
+	tracer  trace.Tracer
+	prop    propagation.TextMapPropagator
 }
 
 // New returns a relay reading outbox and enqueueing into queue.
@@ -67,7 +82,14 @@ func New(cfg Config, outbox *store.OutboxReader, queue Enqueuer, m *metrics.Metr
 	if cfg.Delivers == nil {
 		cfg.Delivers = func(string) bool { return true }
 	}
-	return &Relay{cfg: cfg, outbox: outbox, queue: queue, metrics: m, log: log}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = otel.GetTracerProvider()
+	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = otel.GetTextMapPropagator()
+	}
+	return &Relay{cfg: cfg, outbox: outbox, queue: queue, metrics: m, log: log,
+		tracer: cfg.TracerProvider.Tracer(Scope), prop: cfg.Propagator}
 }
 
 // Ready reports whether the relay is connected and reading.
@@ -211,9 +233,16 @@ func (r *Relay) relay(ctx context.Context, msg redis.XMessage) error {
 		r.metrics.RelayEvents.WithLabelValues(metrics.RelayFiltered).Inc()
 		return nil
 	}
+	// One producer span per event: every delivery attempt of it, to every
+	// URL and across retries, becomes its child.
+	ctx, span := r.tracer.Start(ctx, "relay "+ev.Type, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(telemetry.AttrEventID.String(ev.ID), telemetry.AttrEventType.String(ev.Type)))
+	defer span.End()
+	carrier := propagation.MapCarrier{}
+	r.prop.Inject(ctx, carrier)
 	created := 0
 	for _, url := range r.cfg.URLs {
-		task, err := delivery.NewTask(ev, url)
+		task, err := delivery.NewTracedTask(ev, url, carrier)
 		if err != nil { // cannot happen with a decoded event; drop rather than block
 			r.metrics.RelayEvents.WithLabelValues(metrics.RelayMalformed).Inc()
 			r.log.Error("hooks relay: cannot build delivery", "entry", msg.ID, "err", err)
@@ -226,6 +255,7 @@ func (r *Relay) relay(ctx context.Context, msg redis.XMessage) error {
 		switch {
 		case errors.Is(err, asynq.ErrTaskIDConflict):
 		case err != nil:
+			span.SetStatus(codes.Error, "enqueue failed")
 			return fmt.Errorf("hooks relay: enqueue %s: %w", ev.ID, err)
 		default:
 			created++
