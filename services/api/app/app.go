@@ -19,6 +19,9 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/httpapi"
@@ -49,8 +52,28 @@ const (
 	probeEvery   = 250 * time.Millisecond
 )
 
+// Option changes how New builds the API.
+type Option func(*options)
+
+type options struct {
+	tp   trace.TracerProvider
+	prop propagation.TextMapPropagator
+}
+
+// WithTracing gives every request a server span from tp, continuing the
+// caller's trace read with prop (nil: W3C trace context + baggage). Redis
+// command spans come from the hook on rdb (telemetry.TraceRedis), installed
+// where the client is made. Without it New traces nothing.
+func WithTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) Option {
+	return func(o *options) { o.tp, o.prop = tp, prop }
+}
+
 // New builds the API over rdb. Zero config values take the defaults.
-func New(cfg config.API, rdb redis.UniversalClient, log *slog.Logger) (*Server, error) {
+func New(cfg config.API, rdb redis.UniversalClient, log *slog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg = withDefaults(cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -73,6 +96,7 @@ func New(cfg config.API, rdb redis.UniversalClient, log *slog.Logger) (*Server, 
 	longPoll := time.Duration(cfg.LongPollMaxMs) * time.Millisecond
 	app := httpapi.NewApp(svc, a, m, log, httpapi.Options{
 		BodyLimit: cfg.BodyLimitBytes, ReadTimeout: readTimeout, WriteTimeout: longPoll + writeSlack, IdleTimeout: idleTimeout,
+		TracerProvider: o.tp, Propagator: o.prop,
 	})
 	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a}, nil
 }
@@ -150,9 +174,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Run serves the API on cfg.Port until ctx ends.
+// Run serves the API on cfg.Port until ctx ends. It traces with the
+// process's global provider and propagator, which the process's main set up
+// (shared/telemetry); left unset they are OpenTelemetry's no-ops.
 func Run(ctx context.Context, cfg config.API, rdb redis.UniversalClient, log *slog.Logger) error {
-	s, err := New(cfg, rdb, log)
+	s, err := New(cfg, rdb, log, WithTracing(otel.GetTracerProvider(), otel.GetTextMapPropagator()))
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/yggdrasil-cp/yggdrasil/services/api/app"
+	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -19,13 +25,18 @@ import (
 // redis-server (auth on: each heartbeat is a token lookup plus the heartbeat
 // script), next to the machine's ceiling measured in the same run with the
 // same client concurrency: raw PING round trips, and the heartbeat script
-// called straight from Go. Run it with
+// called straight from Go. http_heartbeat_traced is the same over a second
+// replica with tracing on: every request sampled, its server span and Redis
+// child spans batched to an exporter that drops them (what the SDK costs,
+// without a collector's network). Run it with
 //
 //	cd services/api && go test -run '^$' -bench Heartbeat -benchtime 3s ./app/
 func BenchmarkHeartbeat(b *testing.B) {
 	const runners, parallelism = 64, 16
 	srv, rdb := redistest.Start(b)
-	e := startOn(b, srv, rdb, authCfg)
+	// Tracing off as app.Run has it with no endpoint: OpenTelemetry's
+	// global no-op provider.
+	e := startWith(b, srv, rdb, logging.Discard(), []app.Option{app.WithTracing(otel.GetTracerProvider(), otel.GetTextMapPropagator())}, authCfg)
 	ctx := context.Background()
 	regs := make([]wire.RegisterRunnerResponse, runners)
 	for i := range regs {
@@ -62,7 +73,14 @@ func BenchmarkHeartbeat(b *testing.B) {
 		})
 		reqPerSec(b)
 	})
-	b.Run("http_heartbeat", func(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	traced := srv.Client()
+	b.Cleanup(func() { _ = traced.Close() })
+	telemetry.TraceRedis(traced, tp)
+	et := startWith(b, srv, traced, logging.Discard(), []app.Option{app.WithTracing(tp, nil)}, authCfg)
+
+	heartbeats := func(b *testing.B, base string) {
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}, Timeout: 10 * time.Second}
 		bodies := make([][]byte, runners)
 		for i, r := range regs {
@@ -75,7 +93,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := n.Add(1) % runners
-				req, _ := http.NewRequest("POST", e.base+"/runners/heartbeat", bytes.NewReader(bodies[i]))
+				req, _ := http.NewRequest("POST", base+"/runners/heartbeat", bytes.NewReader(bodies[i]))
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Authorization", "Bearer "+regs[i].Token)
 				res, err := hc.Do(req)
@@ -92,5 +110,14 @@ func BenchmarkHeartbeat(b *testing.B) {
 			}
 		})
 		reqPerSec(b)
-	})
+	}
+	b.Run("http_heartbeat", func(b *testing.B) { heartbeats(b, e.base) })
+	b.Run("http_heartbeat_traced", func(b *testing.B) { heartbeats(b, et.base) })
 }
+
+// discardExporter drops every span: the benchmark measures the SDK, not a
+// collector.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -52,13 +53,19 @@ func start(t testing.TB, mods ...func(*config.API)) *env {
 // startOn starts one more API replica over an existing redis.
 func startOn(t testing.TB, srv *redistest.Server, rdb *redis.Client, mods ...func(*config.API)) *env {
 	t.Helper()
+	return startWith(t, srv, rdb, logging.Discard(), nil, mods...)
+}
+
+// startWith is startOn with a logger and New's options (tracing).
+func startWith(t testing.TB, srv *redistest.Server, rdb *redis.Client, log *slog.Logger, opts []app.Option, mods ...func(*config.API)) *env {
+	t.Helper()
 	cfg := config.DefaultAPI()
 	cfg.LongPollMaxMs = 5000
 	cfg.MetricsCacheMs = 1
 	for _, m := range mods {
 		m(&cfg)
 	}
-	s, err := app.New(cfg, rdb, logging.Discard())
+	s, err := app.New(cfg, rdb, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package httpapi is the API's HTTP port on fiber: routes, authentication
-// checks, body decoding, the request log and metrics middleware, and the one
-// ErrorHandler that turns errors into RFC 9457 problem+json answers.
+// checks, body decoding, the request log, metrics and tracing middleware, and
+// the one ErrorHandler that turns errors into RFC 9457 problem+json answers.
 //
 // Handlers are thin: parse, check who is calling, call one method of the
 // runners service, return its error. It must never hold business rules nor
@@ -17,12 +17,15 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -32,6 +35,8 @@ type Handlers struct {
 	auth    *auth.Authenticator
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	tracer  trace.Tracer // nil: tracing off
+	prop    propagation.TextMapPropagator
 }
 
 // Options configures the fiber app.
@@ -40,11 +45,22 @@ type Options struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
+	// TracerProvider, when set, gives every request a server span; nil is
+	// tracing off. Propagator (default W3C trace context + baggage) reads the
+	// caller's trace from the request headers.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // NewApp builds the fiber app with every route.
 func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger, o Options) *fiber.App {
-	h := &Handlers{svc: svc, auth: a, metrics: m, log: log}
+	h := &Handlers{svc: svc, auth: a, metrics: m, log: log, prop: o.Propagator}
+	if o.TracerProvider != nil {
+		h.tracer = o.TracerProvider.Tracer(ScopeAPI)
+		if h.prop == nil {
+			h.prop = telemetry.Propagator()
+		}
+	}
 	app := fiber.New(fiber.Config{
 		AppName:               "yggdrasil-api",
 		DisableStartupMessage: true,
@@ -251,6 +267,7 @@ func (h *Handlers) dispatch(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	c.Locals(localTask, task.ID)
 	status := fiber.StatusOK
 	if created {
 		status = fiber.StatusCreated
@@ -265,6 +282,7 @@ func (h *Handlers) patchTask(c *fiber.Ctx) error {
 	}
 	id := c.Params("id")
 	c.Locals(localRunner, id)
+	c.Locals(localTask, c.Params("tid"))
 	var body wire.TaskUpdatePayload
 	if err := Decode(c.Body(), &body); err != nil {
 		return err
@@ -285,6 +303,7 @@ func (h *Handlers) patchTaskByID(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	c.Locals(localTask, c.Params("tid"))
 	var body wire.TaskUpdatePayload
 	if err := Decode(c.Body(), &body); err != nil {
 		return err
@@ -337,6 +356,7 @@ func actorFor(p auth.Principal, runnerID string, body wire.TaskUpdatePayload) (s
 const (
 	localPrincipal = "principal"
 	localRunner    = "runnerId"
+	localTask      = "taskId"
 )
 
 // authenticated resolves the caller once per request and requires a valid
@@ -392,12 +412,14 @@ func (h *Handlers) actsFor(c *fiber.Ctx, p auth.Principal, id string, allowOpera
 	return auth.ErrForbidden
 }
 
-// observe is the outermost middleware: it turns a handler's error into its
-// problem answer (so the status is known here), then records the request
-// in the metrics by route template and logs it. It never logs credentials.
+// observe is the outermost middleware: it starts the request's span, turns
+// a handler's error into its problem answer (so the status is known here),
+// then records the request in the metrics by route template, ends the span
+// and logs the request with its trace id. It never logs credentials.
 func (h *Handlers) observe(c *fiber.Ctx) error {
 	start := time.Now()
 	self := c.Route()
+	span := h.startSpan(c)
 	if err := c.Next(); err != nil {
 		if herr := c.App().ErrorHandler(c, err); herr != nil {
 			h.log.Error("error handler failed", "err", herr)
@@ -405,12 +427,15 @@ func (h *Handlers) observe(c *fiber.Ctx) error {
 		}
 	}
 	d := time.Since(start)
-	route := "unmatched"
+	route := unmatchedRoute
 	if r := c.Route(); r != self {
 		route = r.Path
 	}
 	status := c.Response().StatusCode()
 	h.metrics.ObserveRequest(c.Method(), route, status, d)
+	if span != nil {
+		h.endSpan(c, span, route, status)
+	}
 	level := slog.LevelInfo
 	switch {
 	case status >= 500:
@@ -425,6 +450,9 @@ func (h *Handlers) observe(c *fiber.Ctx) error {
 		}
 		if id, ok := c.Locals(localRunner).(string); ok && validate.ID(id) {
 			attrs = append(attrs, slog.String("runner_id", id))
+		}
+		if a, ok := telemetry.LogAttr(c.UserContext()); ok {
+			attrs = append(attrs, a)
 		}
 		h.log.LogAttrs(context.Background(), level, "request", attrs...)
 	}

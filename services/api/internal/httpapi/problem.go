@@ -13,6 +13,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -91,7 +92,8 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 				retry = time.Second
 			}
 			if errors.Is(err, runners.ErrUnavailable) || errors.Is(err, errNotReady) {
-				log.Error("state store failure", "method", c.Method(), "route", c.Route().Path, "err", err)
+				log.Error("state store failure", "method", c.Method(), "route", c.Route().Path, "err", err,
+					"trace_id", telemetry.TraceID(c.UserContext()))
 			}
 		case errors.As(err, &verr):
 			p = wire.Problem{Type: ProblemBase + "validation", Title: "Validation failed", Status: fiber.StatusUnprocessableEntity,
@@ -101,7 +103,8 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 		case errors.As(err, &ferr):
 			p = fiberProblem(ferr)
 		default:
-			log.Error("internal error", "method", c.Method(), "route", c.Route().Path, "err", err)
+			log.Error("internal error", "method", c.Method(), "route", c.Route().Path, "err", err,
+				"trace_id", telemetry.TraceID(c.UserContext()))
 			p = wire.Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: fiber.StatusInternalServerError,
 				Detail: "the server failed to handle this request"}
 		}
