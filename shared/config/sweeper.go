@@ -65,10 +65,9 @@ func DefaultSweeper() Sweeper {
 // over the defaults and validates it, reporting every problem at once.
 func LoadSweeper(environ map[string]string) (Sweeper, error) {
 	cfg := DefaultSweeper()
-	if err := parse(&cfg, environ); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Validate(); err != nil {
+	// A value that does not parse keeps its default, so validating anyway
+	// reports the other problems in the same run.
+	if err := errors.Join(parse(&cfg, environ), cfg.Validate()); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
