@@ -9,6 +9,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
@@ -47,6 +50,9 @@ type Service struct {
 	reg    *prometheus.Registry
 	m      *metrics
 	policy store.MassExpiryPolicy
+	// tracer records a span for each sweep that changed something (never
+	// for empty ticks); the process's provider, a no-op when tracing is off.
+	tracer trace.Tracer
 
 	kick chan struct{}
 
@@ -74,6 +80,7 @@ func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Serv
 			Percent: cfg.MassExpiryPercent, Min: cfg.MassExpiryMin, Window: cfg.LeaseTTL(),
 			SilentAfter: cfg.SilentAfter(),
 		},
+		tracer:     otel.GetTracerProvider().Tracer("github.com/yggdrasil-cp/yggdrasil/services/sweeper"),
 		kick:       make(chan struct{}, 1),
 		lastLogged: map[string]time.Time{},
 	}, nil
@@ -200,6 +207,16 @@ func (s *Service) sweepLeases(ctx context.Context, by trigger) time.Time {
 // apply carries out a gate decision: the expire list goes through the
 // offline transition, the quarantined ones are only counted and logged.
 func (s *Service) apply(ctx context.Context, d store.SweepDecision, by trigger) {
+	if len(d.Expire) == 0 && len(d.Quarantined) == 0 && !d.Entered {
+		return
+	}
+	ctx, span := s.tracer.Start(ctx, "sweep leases", trace.WithAttributes(
+		attribute.String("yggdrasil.sweep.trigger", string(by)),
+		attribute.Int("yggdrasil.sweep.due", len(d.Expire)),
+		attribute.Int("yggdrasil.sweep.quarantined", len(d.Quarantined)),
+		attribute.Bool("yggdrasil.quarantine.entered", d.Entered),
+	))
+	defer span.End()
 	if d.Entered {
 		s.m.qEntries.Inc()
 		s.log.Warn("quarantine entered: correlated lease loss, runners become unreachable instead of offline",
@@ -239,6 +256,7 @@ func (s *Service) apply(ctx context.Context, d store.SweepDecision, by trigger) 
 			s.fail(ctx, "expire", r.Err)
 		}
 	}
+	span.SetAttributes(attribute.Int("yggdrasil.sweep.lease_alive", len(alive)))
 	if err := s.st.ForgetExpiries(ctx, alive); err != nil {
 		s.fail(ctx, "forget", err)
 	}

@@ -1,0 +1,72 @@
+package app
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+)
+
+// A sweep that takes a runner offline is one span with its Redis commands as
+// children; empty ticks make no span at all.
+func TestSweepThatTransitionsIsTraced(t *testing.T) {
+	_, rdb := redistest.Start(t)
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	telemetry.TraceRedis(rdb, tp)
+
+	svc, err := New(testConfig(), rdb, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.tracer = tp.Tracer("test")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = svc.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	time.Sleep(100 * time.Millisecond) // several empty ticks
+	if n := len(exp.GetSpans()); n != 0 {
+		t.Fatalf("empty ticks made %d spans", n)
+	}
+	register(t, store.New(rdb, store.Options{}), "traced", 100*time.Millisecond)
+	eventually(t, 3*time.Second, "runner offline", func() bool { return count(t, rdb, wire.RunnerOffline) == 1 })
+	eventually(t, time.Second, "sweep span", func() bool {
+		for _, s := range exp.GetSpans() {
+			if s.Name == "sweep leases" {
+				return true
+			}
+		}
+		return false
+	})
+	var sweep tracetest.SpanStub
+	children := 0
+	spans := exp.GetSpans()
+	for _, s := range spans {
+		if s.Name == "sweep leases" {
+			sweep = s
+		}
+	}
+	for _, s := range spans {
+		if s.Parent.SpanID() == sweep.SpanContext.SpanID() {
+			children++
+		}
+	}
+	attrs := map[string]any{}
+	for _, a := range sweep.Attributes {
+		attrs[string(a.Key)] = a.Value.AsInterface()
+	}
+	if attrs["yggdrasil.sweep.due"] != int64(1) || children == 0 {
+		t.Fatalf("sweep span attributes %v, %d Redis children", attrs, children)
+	}
+}
