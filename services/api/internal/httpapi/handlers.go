@@ -98,6 +98,33 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 	return app
 }
 
+// bodyForRunner decodes a body that names its runner in runnerId (the
+// token's own runner when left out) and checks that the caller acts for it;
+// operatorToo lets an operator key act for any runner.
+func bodyForRunner[T any](h *Handlers, c *fiber.Ctx, runnerID func(*T) *string, operatorToo bool) (T, error) {
+	var body T
+	p, err := h.authenticated(c)
+	if err != nil {
+		return body, err
+	}
+	if err := Decode(c.Body(), &body); err != nil {
+		return body, err
+	}
+	id := runnerID(&body)
+	if *id == "" && p.Role == auth.RoleRunner {
+		*id = p.RunnerID
+	}
+	return body, h.actsFor(c, p, *id, operatorToo)
+}
+
+// reply answers 200 with out as JSON, or hands err to the ErrorHandler.
+func reply[T any](c *fiber.Ctx, out T, err error) error {
+	if err != nil {
+		return err
+	}
+	return c.JSON(out)
+}
+
 func (h *Handlers) health(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ok"})
 }
@@ -121,10 +148,7 @@ func (h *Handlers) versionCheck(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := h.svc.VersionCheck(c.Params("version"))
-	if err != nil {
-		return err
-	}
-	return c.JSON(out)
+	return reply(c, out, err)
 }
 
 func (h *Handlers) listRunners(c *fiber.Ctx) error {
@@ -162,69 +186,30 @@ func (h *Handlers) register(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) heartbeat(c *fiber.Ctx) error {
-	p, err := h.authenticated(c)
+	body, err := bodyForRunner(h, c, func(b *wire.HeartbeatPayload) *string { return &b.RunnerID }, false)
 	if err != nil {
-		return err
-	}
-	var body wire.HeartbeatPayload
-	if err := Decode(c.Body(), &body); err != nil {
-		return err
-	}
-	if body.RunnerID == "" && p.Role == auth.RoleRunner {
-		body.RunnerID = p.RunnerID
-	}
-	if err := h.actsFor(c, p, body.RunnerID, false); err != nil {
 		return err
 	}
 	out, err := h.svc.Heartbeat(c.UserContext(), body)
-	if err != nil {
-		return err
-	}
-	return c.JSON(out)
+	return reply(c, out, err)
 }
 
 func (h *Handlers) update(c *fiber.Ctx) error {
-	p, err := h.authenticated(c)
+	body, err := bodyForRunner(h, c, func(b *wire.UpdateRunnerPayload) *string { return &b.RunnerID }, true)
 	if err != nil {
-		return err
-	}
-	var body wire.UpdateRunnerPayload
-	if err := Decode(c.Body(), &body); err != nil {
-		return err
-	}
-	if body.RunnerID == "" && p.Role == auth.RoleRunner {
-		body.RunnerID = p.RunnerID
-	}
-	if err := h.actsFor(c, p, body.RunnerID, true); err != nil {
 		return err
 	}
 	out, err := h.svc.UpdateEndpoint(c.UserContext(), body)
-	if err != nil {
-		return err
-	}
-	return c.JSON(out)
+	return reply(c, out, err)
 }
 
 func (h *Handlers) offline(c *fiber.Ctx) error {
-	p, err := h.authenticated(c)
+	body, err := bodyForRunner(h, c, func(b *wire.OfflinePayload) *string { return &b.RunnerID }, true)
 	if err != nil {
-		return err
-	}
-	var body wire.OfflinePayload
-	if err := Decode(c.Body(), &body); err != nil {
-		return err
-	}
-	if body.RunnerID == "" && p.Role == auth.RoleRunner {
-		body.RunnerID = p.RunnerID
-	}
-	if err := h.actsFor(c, p, body.RunnerID, true); err != nil {
 		return err
 	}
 	out, err := h.svc.Offline(c.UserContext(), body)
-	if err != nil {
-		return err
-	}
-	return c.JSON(out)
+	return reply(c, out, err)
 }
 
 func (h *Handlers) getRunner(c *fiber.Ctx) error {
@@ -233,10 +218,7 @@ func (h *Handlers) getRunner(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := h.svc.GetRunner(c.UserContext(), id)
-	if err != nil {
-		return err
-	}
-	return c.JSON(out)
+	return reply(c, out, err)
 }
 
 func (h *Handlers) listTasks(c *fiber.Ctx) error {
@@ -292,10 +274,7 @@ func (h *Handlers) patchTask(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := h.svc.UpdateTask(c.UserContext(), runners.TaskUpdate{RunnerID: id, TaskID: c.Params("tid"), Actor: actor, Payload: body})
-	if err != nil {
-		return err
-	}
-	return c.JSON(out)
+	return reply(c, out, err)
 }
 
 func (h *Handlers) patchTaskByID(c *fiber.Ctx) error {
@@ -329,10 +308,7 @@ func (h *Handlers) requestUpdate(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := h.svc.RequestUpdate(c.UserContext(), id, body)
-	if err != nil {
-		return err
-	}
-	return c.JSON(out)
+	return reply(c, out, err)
 }
 
 // actorFor says as whom p changes a task of runnerID: its own runner acts
