@@ -58,16 +58,22 @@ func (c Common) RedisAddrURL() string {
 	return c.RedisURL
 }
 
-func (c Common) validate() []error {
+// validateLogger checks LOG_LEVEL and LOG_FORMAT.
+func validateLogger(l wire.LoggerConfig) []error {
 	var errs []error
-	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+	if _, err := logging.ParseLevel(l.Level); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
 	}
-	switch strings.ToLower(c.LogFormat) {
+	switch strings.ToLower(l.Format) {
 	case "json", "simple", "text":
 	default:
-		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is not json or simple", c.LogFormat))
+		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is not json or simple", l.Format))
 	}
+	return errs
+}
+
+func (c Common) validate() []error {
+	errs := validateLogger(c.Logger())
 	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") && !strings.HasPrefix(c.RedisURL, "unix://") {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %q is not a redis://, rediss:// or unix:// URL", c.RedisURL))
 	}

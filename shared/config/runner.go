@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -181,14 +180,7 @@ func (c Runner) Validate() error {
 	if c.KillGrace < 0 {
 		errs = append(errs, fmt.Errorf("KILL_GRACE: %s is negative", c.KillGrace))
 	}
-	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
-	}
-	switch strings.ToLower(c.LogFormat) {
-	case "json", "simple", "text":
-	default:
-		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is not json or simple", c.LogFormat))
-	}
+	errs = append(errs, validateLogger(c.Logger())...)
 	return errors.Join(errs...)
 }
 
