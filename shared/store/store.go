@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -446,7 +448,7 @@ func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.Runne
 	}
 	res, err := dispatchScript.Run(ctx, s.rdb, keys,
 		tid, p.RunnerID, p.Type, string(p.Payload), p.Timeout.Milliseconds(), useIdem,
-		s.opts.IdempotencyTTL.Milliseconds(), DispatchChannel(),
+		s.opts.IdempotencyTTL.Milliseconds(), DispatchChannel(), fingerprint(p),
 	).Slice()
 	if err != nil {
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, err)
@@ -461,6 +463,8 @@ func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.Runne
 	case 5:
 		t, err := s.GetTask(ctx, toString(res[1]))
 		return t, false, err
+	case 6:
+		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s (key made task %s): %w", p.RunnerID, toString(res[1]), ErrIdempotencyReused)
 	case 1:
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerNotFound)
 	case 2:
@@ -470,6 +474,22 @@ func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.Runne
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerOffline)
 	}
 	return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, errUnexpectedResponse)
+}
+
+// fingerprint identifies what a dispatch asks for, so that an
+// Idempotency-Key reused for a different request is refused instead of
+// silently answered with another task. JSON is compacted first: the same
+// payload with other white space is the same request.
+func fingerprint(p DispatchParams) string {
+	var payload bytes.Buffer
+	if json.Compact(&payload, p.Payload) != nil {
+		payload.Reset()
+		payload.Write(p.Payload)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00", p.Type, p.Timeout.Milliseconds())
+	h.Write(payload.Bytes())
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // GetTask reads one task.

@@ -43,9 +43,12 @@ func TestTaskLifecycle(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("dispatch: %v created=%v", err, created)
 	}
-	again, created, err := s.Dispatch(ctx, store.DispatchParams{RunnerID: "r1", Type: "shell", IdempotencyKey: "k1"})
+	again, created, err := s.Dispatch(ctx, store.DispatchParams{RunnerID: "r1", Type: "shell", Payload: json.RawMessage(`{ "command": "true" }`), IdempotencyKey: "k1"})
 	if err != nil || created || again.ID != task.ID {
 		t.Fatalf("idempotent dispatch: got %s created=%v err=%v, want %s", again.ID, created, err, task.ID)
+	}
+	if _, _, err := s.Dispatch(ctx, store.DispatchParams{RunnerID: "r1", Type: "shell", Payload: json.RawMessage(`{"command":"false"}`), IdempotencyKey: "k1"}); !errors.Is(err, store.ErrIdempotencyReused) {
+		t.Fatalf("key reused for another payload: err = %v, want ErrIdempotencyReused", err)
 	}
 
 	hb, err := s.Heartbeat(ctx, store.HeartbeatParams{RunnerID: "r1", Epoch: lease.Epoch, LeaseTTL: time.Minute})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,6 +172,20 @@ func TestIdempotentDispatch(t *testing.T) {
 	_ = json.Unmarshal(other.body, &c)
 	if a.ID == "" || a.ID != b.ID || c.ID == a.ID {
 		t.Fatalf("ids %q %q %q", a.ID, b.ID, c.ID)
+	}
+	// the same payload with other white space is the same request
+	spaced := e.do("POST", "/runners/"+reg.ID+"/tasks", opKey, `{"type":"shell", "payload": { "n" : 1 }}`, "Idempotency-Key", "order-42")
+	if spaced.status != 200 {
+		t.Fatalf("re-spaced retry: status %d %s", spaced.status, spaced.body)
+	}
+	// the same key for another request is refused, and makes no task
+	reused := e.do("POST", "/runners/"+reg.ID+"/tasks", opKey, `{"type":"shell","payload":{"n":2}}`, "Idempotency-Key", "order-42")
+	if reused.status != 422 || !strings.Contains(string(reused.body), "idempotency-key-reused") {
+		t.Fatalf("reused key: status %d %s", reused.status, reused.body)
+	}
+	list, err := e.client(opKey).ListTasks(context.Background(), reg.ID, client.TaskQuery{})
+	if err != nil || len(list.Tasks) != 2 {
+		t.Fatalf("tasks after the retries: %d (%v), want 2", len(list.Tasks), err)
 	}
 }
 

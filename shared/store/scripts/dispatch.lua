@@ -7,14 +7,24 @@
 -- ARGV[1] task id   ARGV[2] runner id   ARGV[3] type   ARGV[4] payload JSON
 -- ARGV[5] timeout ms (0 = none)   ARGV[6] '1' when an idempotency key was given
 -- ARGV[7] idempotency TTL ms   ARGV[8] dispatch pub/sub channel
+-- ARGV[9] request fingerprint (the idempotency key stores "<task id> <fingerprint>")
 --
 -- Returns {0, task id, createdAt ms} for a new task;
 --         {5, existing task id} when the idempotency key already made one;
+--         {6, existing task id} when it made one from a different request;
 --         {1} unknown runner; {2, status} runner offline or unreachable.
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[7])
   if existing then
-    return {5, existing}
+    local sep = string.find(existing, ' ', 1, true)
+    local tid, fp = existing, ''
+    if sep then
+      tid, fp = string.sub(existing, 1, sep - 1), string.sub(existing, sep + 1)
+    end
+    if fp ~= ARGV[9] then
+      return {6, tid}
+    end
+    return {5, tid}
   end
 end
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -39,7 +49,7 @@ if timeout > 0 then
   redis.call('ZADD', KEYS[6], now + timeout, tid)
 end
 if ARGV[6] == '1' then
-  redis.call('SET', KEYS[7], tid, 'PX', ARGV[7])
+  redis.call('SET', KEYS[7], tid .. ' ' .. ARGV[9], 'PX', ARGV[7])
 end
 redis.call('HINCRBY', KEYS[8], 'tasks_dispatched', 1)
 redis.call('PUBLISH', ARGV[8], ARGV[2])

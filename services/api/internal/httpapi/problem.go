@@ -55,6 +55,7 @@ var domain = []struct {
 	{store.ErrRunnerUnreachable, kind{409, "runner-unreachable", "Runner unreachable", "the runner is quarantined as unreachable"}},
 	{store.ErrTaskTerminal, kind{409, "task-terminal", "Task finished", "the task is already finished and cannot change"}},
 	{store.ErrInvalidTransition, kind{409, "invalid-transition", "Invalid task transition", "the task cannot move from its current status to this one"}},
+	{store.ErrIdempotencyReused, kind{422, "idempotency-key-reused", "Idempotency-Key reused", "this Idempotency-Key was already used for a different request to this runner"}},
 	{store.ErrFleetFull, kind{503, "fleet-full", "Fleet full", "MAX_RUNNERS live runners are registered already"}},
 	{runners.ErrAdmissionClosed, kind{503, "admission-closed", "Admission closed", "registrations are suspended while the state store is failing"}},
 	{runners.ErrTooManyWaiters, kind{503, "long-poll-capacity", "Too many long polls", "this replica holds its maximum of long polls; retry"}},

@@ -104,7 +104,7 @@ func (s *Service) observe(err error) error {
 		s.breaker.Record(true)
 		return nil
 	}
-	if isDomain(err) {
+	if store.IsDomain(err) {
 		s.breaker.Record(true)
 		return err
 	}
@@ -113,19 +113,6 @@ func (s *Service) observe(err error) error {
 	}
 	s.breaker.Record(false)
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
-
-func isDomain(err error) bool {
-	for _, e := range []error{
-		store.ErrRunnerNotFound, store.ErrRunnerOffline, store.ErrRunnerUnreachable, store.ErrStaleEpoch,
-		store.ErrLeaseAlive, store.ErrFleetFull, store.ErrTaskNotFound, store.ErrTaskTerminal,
-		store.ErrInvalidTransition, store.ErrAlreadyOffline,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // Register registers a runner, or brings it back under a new epoch.
