@@ -219,6 +219,7 @@ func (s *Service) apply(ctx context.Context, d store.SweepDecision, by trigger) 
 	defer span.End()
 	if d.Entered {
 		s.m.qEntries.Inc()
+		s.m.quarantineActive.Set(1) // at once, not at the next quarantine check
 		s.log.Warn("quarantine entered: correlated lease loss, runners become unreachable instead of offline",
 			"rule", d.Rule, "lost", d.Lost, "online_within_window", d.Base,
 			"silent", d.Silent, "lease_holders", d.Population, "silent_after_ms", s.policy.SilentAfter.Milliseconds(),
