@@ -70,12 +70,10 @@ func TestExpiredRunnerGoesOfflineAndItsTasksFail(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"dead": 1}, outboxEvents(t, rdb, wire.EventRunnerOffline)); diff != "" {
 		t.Errorf("runner.offline events (-want +got):\n%s", diff)
 	}
-	if got := val(svc.m.transitions); got != 1 {
-		t.Errorf("transitions_total = %v, want 1", got)
-	}
-	if n := histCount(t, svc); n != 1 {
-		t.Errorf("detection lag observations = %d, want 1", n)
-	}
+	// metrics are recorded just after the transition is visible in Redis
+	eventually(t, time.Second, "transitions_total 1 and one detection lag observation", func() bool {
+		return val(svc.m.transitions) == 1 && histCount(t, svc) == 1
+	})
 }
 
 func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
@@ -104,6 +102,7 @@ func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
 		r, err := st.GetRunner(ctx, "r1")
 		return err == nil && r.Status == wire.RunnerOffline
 	})
+	eventually(t, time.Second, "the event-prompted transition counted", func() bool { return val(svc.m.eventTrans) == 1 })
 	if val(svc.m.eventsReceived) < 1 || val(svc.m.eventTrans) != 1 || val(svc.m.indexTrans) != 0 {
 		t.Errorf("events_received=%v event_transitions=%v index_transitions=%v, want >=1, 1, 0",
 			val(svc.m.eventsReceived), val(svc.m.eventTrans), val(svc.m.indexTrans))
@@ -121,6 +120,7 @@ func TestWorksFromTheIndexWhenConfigIsRefused(t *testing.T) {
 		r, err := st.GetRunner(ctx, "r1")
 		return err == nil && r.Status == wire.RunnerOffline
 	})
+	eventually(t, time.Second, "the index transition counted", func() bool { return val(svc.m.indexTrans) == 1 })
 	if val(svc.m.keyspaceEvents) != 0 || val(svc.m.eventsReceived) != 0 || val(svc.m.indexTrans) != 1 {
 		t.Errorf("keyspace_events_enabled=%v events_received=%v index_transitions=%v, want 0, 0, 1",
 			val(svc.m.keyspaceEvents), val(svc.m.eventsReceived), val(svc.m.indexTrans))
@@ -495,6 +495,9 @@ func TestTaskTimeoutFailsOnceAndTheNextHeartbeatCancelsIt(t *testing.T) {
 	if stats["tasks_completed:failed"] != 2 {
 		t.Errorf("tasks_completed:failed = %d, want 2", stats["tasks_completed:failed"])
 	}
+	eventually(t, time.Second, "both timeouts counted", func() bool {
+		return val(svc.m.taskTimeouts.WithLabelValues("pending")) == 1 && val(svc.m.taskTimeouts.WithLabelValues("running")) == 1
+	})
 	if p, r := val(svc.m.taskTimeouts.WithLabelValues("pending")), val(svc.m.taskTimeouts.WithLabelValues("running")); p != 1 || r != 1 {
 		t.Errorf("task_timeouts pending=%v running=%v, want 1 and 1", p, r)
 	}
@@ -894,7 +897,12 @@ func TestWakesAtTheNextLeaseDeadline(t *testing.T) {
 	if val(svc.m.eventsReceived) != 0 || val(svc.m.scans.WithLabelValues(string(byTick))) != 1 {
 		t.Errorf("events=%v tick scans=%v, want 0 and only the first", val(svc.m.eventsReceived), val(svc.m.scans.WithLabelValues(string(byTick))))
 	}
-	if got := val(svc.m.scans.WithLabelValues(string(byDeadline))); got < 3 || got > 20 {
+	// a scan is counted when it returns, just after its transitions are
+	// visible in Redis: wait for the count rather than race it
+	eventually(t, time.Second, "a deadline scan per deadline", func() bool {
+		return val(svc.m.scans.WithLabelValues(string(byDeadline))) >= 3
+	})
+	if got := val(svc.m.scans.WithLabelValues(string(byDeadline))); got > 20 {
 		t.Errorf("deadline scans = %v, want one or a few per deadline", got)
 	}
 	lags := offlineLagsMs(t, rdb)
