@@ -26,8 +26,11 @@ redis-server: ## install redis-server through apt when it is missing
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
-test: redis-server ## run every module's tests against private redis-servers
-	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test $(GOTESTFLAGS) ./...); done
+test: redis-server ## run every module's tests against private redis-servers; ends with "N passed, N failed, N skipped"
+	@$(GO) build -o $(BIN)/testsum ./tools/testsum
+	@set -o pipefail; status=0; \
+		{ for m in $(MODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; exit $$status; } \
+		| $(BIN)/testsum
 
 test-race: redis-server ## the tests with the race detector
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -race $(GOTESTFLAGS) ./...); done

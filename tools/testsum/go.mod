@@ -1,0 +1,3 @@
+module github.com/yggdrasil-cp/yggdrasil/tools/testsum
+
+go 1.26.8
