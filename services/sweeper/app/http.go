@@ -92,12 +92,11 @@ func (s *Service) release(w http.ResponseWriter, r *http.Request) {
 // authorized: with ADMIN_API_KEYS set, a Bearer operator key is required;
 // without keys the endpoint is open, except in production.
 func (s *Service) authorized(r *http.Request) bool {
-	keys := keyauth.NewKeySet(s.cfg.AdminAPIKeys)
-	if keys.Empty() {
+	if s.adminKeys.Empty() {
 		return !s.cfg.Production()
 	}
 	tok, ok := keyauth.Bearer(r.Header.Get("Authorization"))
-	return ok && keys.Contains(tok)
+	return ok && s.adminKeys.Contains(tok)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
@@ -53,6 +54,8 @@ type Service struct {
 	// tracer records a span for each sweep that changed something (never
 	// for empty ticks); the process's provider, a no-op when tracing is off.
 	tracer trace.Tracer
+	// adminKeys guard POST /quarantine/release.
+	adminKeys keyauth.KeySet
 
 	kick chan struct{}
 
@@ -81,6 +84,7 @@ func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Serv
 			SilentAfter: cfg.SilentAfter(),
 		},
 		tracer:     otel.GetTracerProvider().Tracer("github.com/yggdrasil-cp/yggdrasil/services/sweeper"),
+		adminKeys:  keyauth.NewKeySet(cfg.AdminAPIKeys),
 		kick:       make(chan struct{}, 1),
 		lastLogged: map[string]time.Time{},
 	}, nil
