@@ -266,29 +266,35 @@ func (s *Store) ExpireLease(ctx context.Context, runnerID string) (Transition, e
 	return s.offline(ctx, runnerID, wire.ReasonLeaseExpired, 0, true, leaseExpiredTaskError)
 }
 
-// ReleaseQuarantined takes a quarantined runner through the normal offline
-// transition (reason "lease_expired"), unless it heartbeated in the meantime.
-func (s *Store) ReleaseQuarantined(ctx context.Context, runnerID string) (Transition, error) {
-	return s.offline(ctx, runnerID, wire.ReasonLeaseExpired, 0, true, leaseExpiredTaskError)
+func (s *Store) offline(ctx context.Context, id, reason string, epoch int64, checkLease bool, taskErr string) (Transition, error) {
+	res, err := offlineScript.Run(ctx, s.rdb, offlineKeys(id), s.offlineArgs(id, reason, epoch, checkLease, taskErr)...).Slice()
+	if err != nil {
+		return Transition{}, fmt.Errorf("store: offline %s (%s): %w", id, reason, err)
+	}
+	return decodeOffline(id, epoch, res)
 }
 
-func (s *Store) offline(ctx context.Context, id, reason string, epoch int64, checkLease bool, taskErr string) (Transition, error) {
-	keys := []string{
+// offlineKeys are the KEYS of offline.lua for one runner.
+func offlineKeys(id string) []string {
+	return []string{
 		RunnerKey(id), LeaseKey(id), LeaseDeadlinesKey(),
 		StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
 		StatusIndexKey(string(wire.RunnerOffline)), RunnerActiveKey(id), RunnerPendingKey(id),
 		RunnerCancelKey(id), TaskDeadlinesKey(), QuarantineKey(), OutboxKey(), StatsKey(),
 	}
+}
+
+// offlineArgs are the ARGV of offline.lua.
+func (s *Store) offlineArgs(id, reason string, epoch int64, checkLease bool, taskErr string) []any {
 	check := "0"
 	if checkLease {
 		check = "1"
 	}
-	res, err := offlineScript.Run(ctx, s.rdb, keys,
-		id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds(),
-	).Slice()
-	if err != nil {
-		return Transition{}, fmt.Errorf("store: offline %s (%s): %w", id, reason, err)
-	}
+	return []any{id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds()}
+}
+
+// decodeOffline turns offline.lua's reply into a Transition or a sentinel error.
+func decodeOffline(id string, epoch int64, res []any) (Transition, error) {
 	switch toInt(res[0]) {
 	case 0:
 	case 1:

@@ -121,7 +121,9 @@ func (s *Store) ExpireLeases(ctx context.Context, ids []string) []ExpireResult {
 	return s.offlineBatch(ctx, ids)
 }
 
-// ReleaseQuarantinedBatch runs ReleaseQuarantined for every id in one pipeline.
+// ReleaseQuarantinedBatch takes quarantined runners through the normal
+// offline transition (reason "lease_expired"), in one pipeline, except those
+// that heartbeated in the meantime (ErrLeaseAlive).
 func (s *Store) ReleaseQuarantinedBatch(ctx context.Context, ids []string) []ExpireResult {
 	return s.offlineBatch(ctx, ids)
 }
@@ -131,13 +133,8 @@ func (s *Store) offlineBatch(ctx context.Context, ids []string) []ExpireResult {
 	calls := make([]scriptCall, len(ids))
 	for i, id := range ids {
 		calls[i] = scriptCall{
-			keys: []string{
-				RunnerKey(id), LeaseKey(id), LeaseDeadlinesKey(),
-				StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
-				StatusIndexKey(string(wire.RunnerOffline)), RunnerActiveKey(id), RunnerPendingKey(id),
-				RunnerCancelKey(id), TaskDeadlinesKey(), QuarantineKey(), OutboxKey(), StatsKey(),
-			},
-			args: []any{id, wire.ReasonLeaseExpired, TaskKeyPrefix, 0, "1", leaseExpiredTaskError, s.opts.TaskRetention.Milliseconds()},
+			keys: offlineKeys(id),
+			args: s.offlineArgs(id, wire.ReasonLeaseExpired, 0, true, leaseExpiredTaskError),
 		}
 	}
 	cmds := s.runPipelined(ctx, offlineScript, calls)
@@ -148,27 +145,7 @@ func (s *Store) offlineBatch(ctx context.Context, ids []string) []ExpireResult {
 			out[i].Err = fmt.Errorf("store: offline %s: %w", id, err)
 			continue
 		}
-		switch toInt(res[0]) {
-		case 0:
-			if len(res) < 5 {
-				out[i].Err = fmt.Errorf("store: offline %s: %w", id, errUnexpectedResponse)
-				continue
-			}
-			out[i].Transition = Transition{
-				RunnerID: id, Epoch: toInt(res[1]),
-				LeaseExpiredAt: time.UnixMilli(toInt(res[2])).UTC(),
-				At:             time.UnixMilli(toInt(res[3])).UTC(),
-				FailedTaskIDs:  toStrings(res[4]),
-			}
-		case 1:
-			out[i].Err = fmt.Errorf("store: offline %s: %w", id, ErrRunnerNotFound)
-		case 2:
-			out[i].Err = fmt.Errorf("store: offline %s: %w", id, ErrAlreadyOffline)
-		case 4:
-			out[i].Err = fmt.Errorf("store: offline %s: %w", id, ErrLeaseAlive)
-		default:
-			out[i].Err = fmt.Errorf("store: offline %s: %w", id, errUnexpectedResponse)
-		}
+		out[i].Transition, out[i].Err = decodeOffline(id, 0, res)
 	}
 	return out
 }
