@@ -4,6 +4,10 @@ GO ?= go
 MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
 BIN := bin
 GOTESTFLAGS ?= -count=1 -timeout 20m
+# The packages allowed to import go-redis (non-test code): the store and the
+# test kit that starts a private redis-server. The hooks wiring hands the
+# store's client to asynq without importing it. All else goes through the store.
+REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/shared/(store|redistest)
 
 .PHONY: help build run test test-race bench bench-api bench-sweeper bench-hooks lint check tidy redis-server clean
 
@@ -56,6 +60,11 @@ check: lint ## lint, import boundaries, and go mod tidy must change nothing
 		if [ -n "$$bad" ]; then echo "shared must not import services, fiber or asynq:"; echo "$$bad"; exit 1; fi
 	@bad=$$(cd shared && $(GO) list -deps ./wire | grep -E 'go-redis|gofiber|asynq' || true); \
 		if [ -n "$$bad" ]; then echo "shared/wire must not import redis, fiber or asynq:"; echo "$$bad"; exit 1; fi
+	@bad=$$(for m in $(MODULES); do (cd $$m && $(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./...); done \
+		| grep 'github.com/redis/go-redis' | cut -d: -f1 | grep -vxE '$(REDIS_DOORS)' || true); \
+		if [ -n "$$bad" ]; then echo "only the store talks to Redis; these packages import go-redis:"; echo "$$bad"; exit 1; fi
+	@bad=$$(cd shared && $(GO) list -f '{{join .Imports " "}}' ./telemetry | grep -o 'yggdrasil/shared/store' || true); \
+		if [ -n "$$bad" ]; then echo "shared/telemetry must not import the store"; exit 1; fi
 	@echo "check: ok"
 
 clean: ## remove build output

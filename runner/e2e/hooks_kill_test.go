@@ -54,7 +54,7 @@ func TestHooksKilledMidDeliveryDeliversOnceAfterRestart(t *testing.T) {
 	srv, rdb := redistest.Start(t)
 	secret, key := newHookSecret(t)
 	recv := newKillReceiver(t, key, true)
-	webhookID := recordOffline(t, store.New(rdb, store.Options{}), "r-killed-worker")
+	webhookID := recordOffline(t, store.New(store.Wrap(rdb), store.Options{}), "r-killed-worker")
 
 	first := startHooks(t, "hooks #1", srv, recv.srv.URL, secret)
 	select {
@@ -114,7 +114,7 @@ func TestHooksKilledWithUnacknowledgedOutboxEntry(t *testing.T) {
 	srv, rdb := redistest.Start(t)
 	secret, key := newHookSecret(t)
 	recv := newKillReceiver(t, key, false)
-	webhookID := recordOffline(t, store.New(rdb, store.Options{}), "r-killed-relay")
+	webhookID := recordOffline(t, store.New(store.Wrap(rdb), store.Options{}), "r-killed-relay")
 	const asynqQueues = "asynq:queues" // asynq internal/base.AllQueues
 	if err := rdb.Set(ctx, asynqQueues, "not a set", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -299,7 +299,7 @@ func recordOffline(t *testing.T, st *store.Store, runnerID string) string {
 	if _, err := st.Deregister(ctx, runnerID, 0, "e2e kill test"); err != nil {
 		t.Fatalf("deregister %s: %v", runnerID, err)
 	}
-	entries, err := st.Client().XRange(ctx, store.OutboxKey(), "-", "+").Result()
+	entries, err := st.Redis().XRange(ctx, store.OutboxKey(), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -137,7 +135,7 @@ type outboxData struct {
 
 // DecodeEvent turns one outbox stream entry into the Event webhook consumers
 // receive. The entry id becomes the event id.
-func DecodeEvent(msg redis.XMessage) (wire.Event, error) {
+func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	typ, _ := msg.Values["type"].(string)
 	ts, _ := msg.Values["ts"].(string)
 	raw, _ := msg.Values["data"].(string)

@@ -2,39 +2,50 @@ package store
 
 import "errors"
 
+// DomainError is an answer of the state itself (an unknown runner, a stale
+// epoch, a finished task), as opposed to a failure to reach it. Every
+// sentinel below is one, so a caller tells the two apart with IsDomain and
+// a new sentinel can never be forgotten in a list: a 4xx stays a 4xx and
+// never trips the API's breaker.
+type DomainError struct{ msg string }
+
+func (e *DomainError) Error() string { return e.msg }
+
+func domain(msg string) error { return &DomainError{msg: msg} }
+
 // Sentinel errors. Callers branch on them with errors.Is; the API maps them
 // to HTTP status codes in one place.
 var (
-	ErrRunnerNotFound     = errors.New("runner not found")
-	ErrRunnerOffline      = errors.New("runner is offline")
-	ErrRunnerUnreachable  = errors.New("runner is unreachable (quarantined)")
-	ErrStaleEpoch         = errors.New("stale lease epoch")
-	ErrLeaseAlive         = errors.New("lease is still alive")
-	ErrFleetFull          = errors.New("maximum number of runners reached")
-	ErrTaskNotFound       = errors.New("task not found")
-	ErrTaskTerminal       = errors.New("task is already finished")
-	ErrInvalidTransition  = errors.New("invalid task status transition")
-	ErrAlreadyOffline     = errors.New("runner is already offline")
-	ErrIdempotencyReused  = errors.New("idempotency key already used for a different request")
+	ErrRunnerNotFound    = domain("runner not found")
+	ErrRunnerOffline     = domain("runner is offline")
+	ErrRunnerUnreachable = domain("runner is unreachable (quarantined)")
+	ErrStaleEpoch        = domain("stale lease epoch")
+	ErrLeaseAlive        = domain("lease is still alive")
+	ErrFleetFull         = domain("maximum number of runners reached")
+	ErrTaskNotFound      = domain("task not found")
+	ErrTaskTerminal      = domain("task is already finished")
+	ErrInvalidTransition = domain("invalid task status transition")
+	ErrAlreadyOffline    = domain("runner is already offline")
+	ErrIdempotencyReused = domain("idempotency key already used for a different request")
+	// ErrNoQuarantine means there was no active quarantine to end (or it is
+	// still holding).
+	ErrNoQuarantine = domain("no quarantine to end")
+
 	errUnexpectedResponse = errors.New("unexpected script response")
 )
 
-// domainErrors are the answers of the state itself, as opposed to failures
-// to reach it.
-var domainErrors = []error{
-	ErrRunnerNotFound, ErrRunnerOffline, ErrRunnerUnreachable, ErrStaleEpoch, ErrLeaseAlive, ErrFleetFull,
-	ErrTaskNotFound, ErrTaskTerminal, ErrInvalidTransition, ErrAlreadyOffline, ErrIdempotencyReused,
-	ErrNoQuarantine,
+// IsDomain reports whether err is one of the store's sentinel answers rather
+// than an infrastructure failure such as Redis being unreachable.
+func IsDomain(err error) bool {
+	var d *DomainError
+	return errors.As(err, &d)
 }
 
-// IsDomain reports whether err is one of the store's sentinel answers (a
-// stale epoch, an unknown runner, ...) rather than an infrastructure failure
-// such as Redis being unreachable.
-func IsDomain(err error) bool {
-	for _, e := range domainErrors {
-		if errors.Is(err, e) {
-			return true
-		}
+// scriptCode is a reply's first element, the script's return code (each
+// script's header lists its codes; each wrapper names them as constants).
+func scriptCode(res []any) int64 {
+	if len(res) == 0 {
+		return -1
 	}
-	return false
+	return toInt(res[0])
 }

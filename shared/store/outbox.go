@@ -24,8 +24,23 @@ type OutboxReader struct {
 }
 
 // NewOutboxReader returns a reader of the outbox for consumer in group.
-func NewOutboxReader(rdb redis.UniversalClient, group, consumer string) *OutboxReader {
-	return &OutboxReader{rdb: rdb, group: group, consumer: consumer}
+func NewOutboxReader(c *Conn, group, consumer string) *OutboxReader {
+	return &OutboxReader{rdb: c.rdb, group: group, consumer: consumer}
+}
+
+// OutboxEntry is one entry of the outbox stream, as read; DecodeEvent turns
+// it into the event it records.
+type OutboxEntry struct {
+	ID     string
+	Values map[string]any
+}
+
+func entries(msgs []redis.XMessage) []OutboxEntry {
+	out := make([]OutboxEntry, len(msgs))
+	for i, m := range msgs {
+		out[i] = OutboxEntry{ID: m.ID, Values: m.Values}
+	}
+	return out
 }
 
 // Group is the consumer group's name.
@@ -39,7 +54,7 @@ func (o *OutboxReader) Consumer() string { return o.consumer }
 // first relay ever ran are delivered too.
 func (o *OutboxReader) EnsureGroup(ctx context.Context) error {
 	err := o.rdb.XGroupCreateMkStream(ctx, OutboxKey(), o.group, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("store: outbox group %s: %w", o.group, err)
 	}
 	return nil
@@ -48,22 +63,25 @@ func (o *OutboxReader) EnsureGroup(ctx context.Context) error {
 // IsNoGroup reports whether err says the stream or group is gone (a Redis
 // restart or flush): the caller calls EnsureGroup again.
 func IsNoGroup(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "NOGROUP")
+	return redis.HasErrorPrefix(err, "NOGROUP")
 }
+
+// isNoSuchKey reports whether err is XINFO's answer for a missing stream.
+func isNoSuchKey(err error) bool { return redis.HasErrorPrefix(err, "ERR no such key") }
 
 // Read returns up to count new entries, waiting up to block for the first
 // one. No entry within block returns nil, nil.
-func (o *OutboxReader) Read(ctx context.Context, count int, block time.Duration) ([]redis.XMessage, error) {
+func (o *OutboxReader) Read(ctx context.Context, count int, block time.Duration) ([]OutboxEntry, error) {
 	return o.read(ctx, ">", count, block)
 }
 
 // ReadOwnPending returns up to count entries already delivered to this
 // consumer name and not acknowledged, from the oldest.
-func (o *OutboxReader) ReadOwnPending(ctx context.Context, count int) ([]redis.XMessage, error) {
+func (o *OutboxReader) ReadOwnPending(ctx context.Context, count int) ([]OutboxEntry, error) {
 	return o.read(ctx, "0", count, -1)
 }
 
-func (o *OutboxReader) read(ctx context.Context, from string, count int, block time.Duration) ([]redis.XMessage, error) {
+func (o *OutboxReader) read(ctx context.Context, from string, count int, block time.Duration) ([]OutboxEntry, error) {
 	res, err := o.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: o.group, Consumer: o.consumer, Streams: []string{OutboxKey(), from}, Count: int64(count), Block: block,
 	}).Result()
@@ -73,17 +91,17 @@ func (o *OutboxReader) read(ctx context.Context, from string, count int, block t
 	if err != nil {
 		return nil, fmt.Errorf("store: outbox read: %w", err)
 	}
-	var out []redis.XMessage
+	var out []OutboxEntry
 	for _, s := range res {
-		out = append(out, s.Messages...)
+		out = append(out, entries(s.Messages)...)
 	}
 	return out, nil
 }
 
 // Claim takes over up to count entries that other consumers of the group
 // read but left unacknowledged for at least minIdle (a relay that died).
-func (o *OutboxReader) Claim(ctx context.Context, minIdle time.Duration, count int) ([]redis.XMessage, error) {
-	var out []redis.XMessage
+func (o *OutboxReader) Claim(ctx context.Context, minIdle time.Duration, count int) ([]OutboxEntry, error) {
+	var out []OutboxEntry
 	start := "0-0"
 	for len(out) < count {
 		msgs, next, err := o.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
@@ -92,7 +110,7 @@ func (o *OutboxReader) Claim(ctx context.Context, minIdle time.Duration, count i
 		if err != nil {
 			return out, fmt.Errorf("store: outbox claim: %w", err)
 		}
-		out = append(out, msgs...)
+		out = append(out, entries(msgs)...)
 		if next == "0-0" || next == "" || next == start {
 			break
 		}
@@ -123,7 +141,7 @@ func (o *OutboxReader) Ack(ctx context.Context, ids ...string) error {
 func (o *OutboxReader) Trim(ctx context.Context) (int64, error) {
 	groups, err := o.rdb.XInfoGroups(ctx, OutboxKey()).Result()
 	if err != nil {
-		if IsNoGroup(err) || strings.Contains(err.Error(), "no such key") {
+		if IsNoGroup(err) || isNoSuchKey(err) {
 			return 0, nil
 		}
 		return 0, fmt.Errorf("store: outbox trim: %w", err)
@@ -179,7 +197,7 @@ func (o *OutboxReader) Stats(ctx context.Context) (OutboxStats, error) {
 		return st, fmt.Errorf("store: outbox stats: %w", err)
 	}
 	groups, err := o.rdb.XInfoGroups(ctx, OutboxKey()).Result()
-	if err != nil && !IsNoGroup(err) && !strings.Contains(err.Error(), "no such key") {
+	if err != nil && !IsNoGroup(err) && !isNoSuchKey(err) {
 		return st, fmt.Errorf("store: outbox stats: %w", err)
 	}
 	var last string

@@ -11,8 +11,8 @@ import (
 func TestOutboxReaderReadAckClaimTrim(t *testing.T) {
 	ctx := context.Background()
 	s, rdb := newStore(t)
-	a := store.NewOutboxReader(rdb, "hooks", "a")
-	b := store.NewOutboxReader(rdb, "hooks", "b")
+	a := store.NewOutboxReader(store.Wrap(rdb), "hooks", "a")
+	b := store.NewOutboxReader(store.Wrap(rdb), "hooks", "b")
 	for _, r := range []*store.OutboxReader{a, b} {
 		if err := r.EnsureGroup(ctx); err != nil {
 			t.Fatal(err)

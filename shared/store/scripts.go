@@ -27,4 +27,8 @@ var (
 	dispatchScript   = loadScript("dispatch.lua")
 	taskUpdateScript = loadScript("task_update.lua")
 	setFieldsScript  = loadScript("set_fields.lua")
+
+	quarantineGateScript = loadScript("quarantine_gate.lua")
+	quarantineExitScript = loadScript("quarantine_exit.lua")
+	taskTimeoutScript    = loadScript("task_timeout.lua")
 )

@@ -20,7 +20,7 @@ import (
 func newStore(t *testing.T) (*store.Store, *redis.Client) {
 	t.Helper()
 	_, rdb := redistest.Start(t)
-	return store.New(rdb, store.Options{}), rdb
+	return store.New(store.Wrap(rdb), store.Options{}), rdb
 }
 
 func register(t *testing.T, s *store.Store, id string, ttl time.Duration) store.Lease {
@@ -122,7 +122,7 @@ func TestDeregisterFailsTasksAndWritesOneEvent(t *testing.T) {
 	}
 	var offline []wire.Event
 	for _, m := range msgs {
-		ev, err := store.DecodeEvent(m)
+		ev, err := store.DecodeEvent(store.OutboxEntry{ID: m.ID, Values: m.Values})
 		if err != nil {
 			t.Fatal(err)
 		}

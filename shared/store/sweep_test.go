@@ -105,7 +105,7 @@ func TestSweepGateDecidesEachExpiryOnce(t *testing.T) {
 	if _, err := s.ConfirmQuarantineRelease(ctx); !errors.Is(err, store.ErrNoQuarantine) {
 		t.Errorf("second confirm: %v, want ErrNoQuarantine", err)
 	}
-	for _, r := range s.ReleaseQuarantinedBatch(ctx, second) {
+	for _, r := range s.ExpireLeases(ctx, second) {
 		if r.Err != nil {
 			t.Fatalf("release %s: %v", r.RunnerID, r.Err)
 		}

@@ -1,7 +1,8 @@
 // Package svcmain is the body of every service's main: load the
 // configuration, build the logger, set up tracing, connect to Redis, and run
-// until SIGINT or SIGTERM, then flush the spans still queued. Services differ only in what they load and run, so each main.go is
-// one call to Main.
+// until SIGINT or SIGTERM, then flush the spans still queued. Services differ
+// only in what they load and run, so each main.go is one call to Main; the
+// single-process launcher of `make run` (tools/devrun) uses the same Setup.
 //
 // It must never hold service logic, and never print the Redis URL (it may
 // carry a password).
@@ -17,10 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
@@ -33,7 +33,7 @@ type Service[C any] struct {
 	// Common extracts the settings every service shares.
 	Common func(C) config.Common
 	// Run serves until ctx ends.
-	Run func(ctx context.Context, cfg C, rdb redis.UniversalClient, log *slog.Logger) error
+	Run func(ctx context.Context, cfg C, conn *store.Conn, log *slog.Logger) error
 }
 
 // Main runs s and exits: 0 after a clean stop, 1 with a clear message on bad
@@ -45,9 +45,6 @@ func Main[C any](s Service[C]) {
 	}
 }
 
-// telemetryFlush bounds how long a stopping service waits for its last spans.
-const telemetryFlush = 5 * time.Second
-
 func run[C any](s Service[C]) error {
 	environ := config.Environ()
 	cfg, err := s.Load(environ)
@@ -56,33 +53,68 @@ func run[C any](s Service[C]) error {
 		return err
 	}
 	common := s.Common(cfg)
-	log, err := logging.New(common.Logger())
+	p, err := Setup(context.Background(), common, tcfg)
 	if err != nil {
 		return err
 	}
-	opts, err := redis.ParseURL(common.RedisAddrURL())
-	if err != nil {
-		// The parse error may quote the URL, password included: say less.
-		return errors.New("REDIS_URL: not a valid Redis URL")
-	}
-	tel, err := telemetry.Setup(context.Background(), tcfg)
+	defer p.Close()
+	conn, err := p.Dial(common.RedisAddrURL())
 	if err != nil {
 		return err
-	}
-	tel.Install(log)
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), telemetryFlush)
-		defer cancel()
-		if err := tel.Shutdown(ctx); err != nil {
-			log.Warn("telemetry: spans lost at shutdown", "err", err)
-		}
-	}()
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	if tel.Enabled() {
-		telemetry.TraceRedis(rdb, tel.TracerProvider())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return s.Run(ctx, cfg, rdb, log)
+	return s.Run(ctx, cfg, conn, p.Log)
+}
+
+// telemetryFlush bounds how long a stopping process waits for its last spans.
+const telemetryFlush = 5 * time.Second
+
+// Process is what a service process sets up before it serves: its logger,
+// its tracing (installed as the process's global provider) and its
+// connections to Redis. Close releases them in order.
+type Process struct {
+	Log   *slog.Logger
+	tel   *telemetry.Telemetry
+	conns []*store.Conn
+}
+
+// Setup builds the logger from common and the tracing from tcfg.
+func Setup(ctx context.Context, common config.Common, tcfg config.Telemetry) (*Process, error) {
+	log, err := logging.New(common.Logger())
+	if err != nil {
+		return nil, err
+	}
+	tel, err := telemetry.Setup(ctx, tcfg)
+	if err != nil {
+		return nil, err
+	}
+	tel.Install(log)
+	return &Process{Log: log, tel: tel}, nil
+}
+
+// Dial connects to the Redis at url, with its commands traced when tracing
+// is on. Close closes the connection.
+func (p *Process) Dial(url string) (*store.Conn, error) {
+	conn, err := store.Dial(url)
+	if err != nil {
+		return nil, err
+	}
+	if p.tel.Enabled() {
+		conn.Trace(p.tel.TracerProvider())
+	}
+	p.conns = append(p.conns, conn)
+	return conn, nil
+}
+
+// Close closes the connections, then flushes the spans still queued.
+func (p *Process) Close() {
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), telemetryFlush)
+	defer cancel()
+	if err := p.tel.Shutdown(ctx); err != nil {
+		p.Log.Warn("telemetry: spans lost at shutdown", "err", err)
+	}
 }

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	apiapp "github.com/yggdrasil-cp/yggdrasil/services/api/app"
@@ -33,8 +32,8 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/devreceiver"
 	sweeperapp "github.com/yggdrasil-cp/yggdrasil/services/sweeper/app"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
-	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
-	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/svcmain"
 )
 
 func main() {
@@ -57,26 +56,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(apiCfg.Logger())
-	if err != nil {
-		return err
-	}
 	telCfg, err := config.LoadTelemetry(environ, "yggdrasil-dev")
 	if err != nil {
 		return err
 	}
-	tel, err := telemetry.Setup(ctx, telCfg)
+	proc, err := svcmain.Setup(ctx, apiCfg.Common, telCfg)
 	if err != nil {
 		return err
 	}
-	tel.Install(log)
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tel.Shutdown(sctx); err != nil {
-			log.Warn("telemetry: spans lost at shutdown", "err", err)
-		}
-	}()
+	defer proc.Close()
+	log := proc.Log
 
 	redisURL, cleanup, err := chooseRedis(ctx, log, apiCfg.RedisURL, dev.Embedded)
 	if err != nil {
@@ -103,19 +92,14 @@ func run() error {
 		return err
 	}
 
-	opt, err := redis.ParseURL(redisURL)
+	conn, err := proc.Dial(redisURL)
 	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	if tel.Enabled() {
-		telemetry.TraceRedis(rdb, tel.TracerProvider())
+		return err
 	}
 
-	g.Go(func() error { return apiapp.Run(ctx, apiCfg, rdb, log.With("service", "api")) })
-	g.Go(func() error { return sweeperapp.Run(ctx, sweeperCfg, rdb, log.With("service", "sweeper")) })
-	g.Go(func() error { return hooksapp.Run(ctx, hooksCfg, rdb, log.With("service", "hooks")) })
+	g.Go(func() error { return apiapp.Run(ctx, apiCfg, conn, log.With("service", "api")) })
+	g.Go(func() error { return sweeperapp.Run(ctx, sweeperCfg, conn, log.With("service", "sweeper")) })
+	g.Go(func() error { return hooksapp.Run(ctx, hooksCfg, conn, log.With("service", "hooks")) })
 	log.Info("yggdrasil is running",
 		"api", "http://127.0.0.1:"+strconv.Itoa(dev.APIPort),
 		"sweeper", "http://127.0.0.1:"+strconv.Itoa(dev.SweeperPort),
@@ -129,13 +113,14 @@ func run() error {
 // chooseRedis returns the Redis to use and a cleanup function.
 func chooseRedis(ctx context.Context, log *slog.Logger, configured string, forceEmbedded bool) (string, func(), error) {
 	if configured != "" && !forceEmbedded {
-		if err := ping(ctx, configured); err != nil {
+		if err := store.Probe(ctx, configured); err != nil {
+			// the error never quotes the URL: it may carry a password
 			return "", nil, fmt.Errorf("REDIS_URL is set but does not answer: %w", err)
 		}
 		log.Info("using Redis from REDIS_URL")
 		return configured, func() {}, nil
 	}
-	if !forceEmbedded && ping(ctx, config.DefaultRedisURL) == nil {
+	if !forceEmbedded && store.Probe(ctx, config.DefaultRedisURL) == nil {
 		log.Info("using the Redis on localhost:6379", "url", config.DefaultRedisURL)
 		return config.DefaultRedisURL, func() {}, nil
 	}
@@ -150,20 +135,6 @@ func chooseRedis(ctx context.Context, log *slog.Logger, configured string, force
 	log.Warn("Set REDIS_URL or start redis-server on localhost:6379 for a real Redis.", "embedded", m.Addr())
 	log.Warn("**************************************************************************")
 	return "redis://" + m.Addr() + "/0", m.Close, nil
-}
-
-func ping(ctx context.Context, url string) error {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return err
-	}
-	opt.DialTimeout = 300 * time.Millisecond
-	opt.MaxRetries = -1
-	c := redis.NewClient(opt)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	return c.Ping(ctx).Err()
 }
 
 func serveUntil(ctx context.Context, srv *http.Server) error {

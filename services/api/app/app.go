@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -62,14 +61,14 @@ type options struct {
 
 // WithTracing gives every request a server span from tp, continuing the
 // caller's trace read with prop (nil: W3C trace context + baggage). Redis
-// command spans come from the hook on rdb (telemetry.TraceRedis), installed
+// command spans come from the hook on conn (store.Conn.Trace), installed
 // where the client is made. Without it New traces nothing.
 func WithTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) Option {
 	return func(o *options) { o.tp, o.prop = tp, prop }
 }
 
-// New builds the API over rdb. Zero config values take the defaults.
-func New(cfg config.API, rdb redis.UniversalClient, log *slog.Logger, opts ...Option) (*Server, error) {
+// New builds the API over conn. Zero config values take the defaults.
+func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -78,10 +77,10 @@ func New(cfg config.API, rdb redis.UniversalClient, log *slog.Logger, opts ...Op
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	st := store.New(rdb, store.Options{TaskRetention: time.Duration(cfg.TaskRetentionMs) * time.Millisecond})
-	hub := runners.NewHub(rdb, store.DispatchChannel(), cfg.LongPollMaxWaiters, log)
+	st := store.New(conn, store.Options{TaskRetention: time.Duration(cfg.TaskRetentionMs) * time.Millisecond})
+	hub := runners.NewHub(st, store.DispatchChannel(), cfg.LongPollMaxWaiters, log)
 	breaker := runners.NewBreaker(cfg.BreakerFailures, time.Duration(cfg.BreakerCooldownMs)*time.Millisecond, time.Now)
-	svc, err := runners.New(st, rdb, runners.Config{
+	svc, err := runners.New(st, runners.Config{
 		LeaseTTL: cfg.LeaseTTL(), HeartbeatInterval: cfg.HeartbeatInterval(), MaxRunners: cfg.MaxRunners,
 		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: time.Duration(cfg.LongPollMaxMs) * time.Millisecond,
 	}, hub, breaker, time.Now, log)
@@ -177,8 +176,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Run serves the API on cfg.Port until ctx ends. It traces with the
 // process's global provider and propagator, which the process's main set up
 // (shared/telemetry); left unset they are OpenTelemetry's no-ops.
-func Run(ctx context.Context, cfg config.API, rdb redis.UniversalClient, log *slog.Logger) error {
-	s, err := New(cfg, rdb, log, WithTracing(otel.GetTracerProvider(), otel.GetTextMapPropagator()))
+func Run(ctx context.Context, cfg config.API, conn *store.Conn, log *slog.Logger) error {
+	s, err := New(cfg, conn, log, WithTracing(otel.GetTracerProvider(), otel.GetTextMapPropagator()))
 	if err != nil {
 		return err
 	}

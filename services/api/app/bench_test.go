@@ -17,7 +17,6 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
-	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -42,7 +41,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	for i := range regs {
 		regs[i] = e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: fmt.Sprintf("bench-%03d", i)})
 	}
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	reqPerSec := func(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	}
@@ -77,7 +76,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	traced := srv.Client()
 	b.Cleanup(func() { _ = traced.Close() })
-	telemetry.TraceRedis(traced, tp)
+	store.Wrap(traced).Trace(tp)
 	et := startWith(b, srv, traced, logging.Discard(), []app.Option{app.WithTracing(tp, nil)}, authCfg)
 
 	heartbeats := func(b *testing.B, base string) {

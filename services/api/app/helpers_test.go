@@ -20,6 +20,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -65,7 +66,7 @@ func startWith(t testing.TB, srv *redistest.Server, rdb *redis.Client, log *slog
 	for _, m := range mods {
 		m(&cfg)
 	}
-	s, err := app.New(cfg, rdb, log, opts...)
+	s, err := app.New(cfg, store.Wrap(rdb), log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -31,7 +32,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, rdb, logging.Discard()) }()
+	go func() { done <- app.Run(ctx, cfg, store.Wrap(rdb), logging.Discard()) }()
 
 	c := client.New("http://127.0.0.1:"+strconv.Itoa(port), "", client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
 	eventually(t, 5*time.Second, "health", func() bool { return c.Health(context.Background()) == nil })
@@ -70,7 +71,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	_, rdb := redistest.Start(t)
 	cfg := config.DefaultAPI()
 	cfg.ExpectedRunnerVersion = ">>nonsense"
-	if _, err := app.New(cfg, rdb, logging.Discard()); err == nil {
+	if _, err := app.New(cfg, store.Wrap(rdb), logging.Discard()); err == nil {
 		t.Fatal("bad EXPECTED_RUNNER_VERSION accepted")
 	}
 }

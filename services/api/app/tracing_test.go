@@ -16,7 +16,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
-	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -64,7 +64,7 @@ func TestTracing(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	telemetry.TraceRedis(rdb, tp)
+	store.Wrap(rdb).Trace(tp)
 	var logs syncBuffer
 	log, err := logging.NewTo(&logs, wire.LoggerConfig{Level: wire.LogInfo, Format: "json"})
 	if err != nil {

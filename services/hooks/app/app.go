@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/admin"
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
@@ -44,13 +43,14 @@ type options struct {
 
 // Run serves the hooks service until ctx ends, then stops the relay, lets
 // deliveries in flight finish (up to HOOK_SHUTDOWN_TIMEOUT_MS; the rest go
-// back to the queue) and stops the HTTP server. asynq shares rdb, which Run
+// back to the queue) and stops the HTTP server. asynq shares conn's client
+// (the one place a Redis client leaves the store), which Run
 // does not close.
-func Run(ctx context.Context, cfg config.Hooks, rdb redis.UniversalClient, log *slog.Logger) error {
-	return run(ctx, cfg, rdb, log, options{})
+func Run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logger) error {
+	return run(ctx, cfg, conn, log, options{})
 }
 
-func run(ctx context.Context, cfg config.Hooks, rdb redis.UniversalClient, log *slog.Logger, opt options) error {
+func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logger, opt options) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("hooks: %w", err)
 	}
@@ -68,7 +68,9 @@ func run(ctx context.Context, cfg config.Hooks, rdb redis.UniversalClient, log *
 	if opt.metrics != nil {
 		opt.metrics(m)
 	}
-	outbox := store.NewOutboxReader(rdb, ConsumerGroup, consumerName())
+	outbox := store.NewOutboxReader(conn, ConsumerGroup, consumerName())
+	// asynq speaks Redis itself: it gets the same client as the store.
+	rdb := conn.Redis()
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
 	inspector := asynq.NewInspectorFromRedisClient(rdb)
@@ -114,7 +116,7 @@ func run(ctx context.Context, cfg config.Hooks, rdb redis.UniversalClient, log *
 		}
 		pctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if err := rdb.Ping(pctx).Err(); err != nil {
+		if err := conn.Ping(pctx); err != nil {
 			return errors.New("redis does not answer")
 		}
 		healthMu.Lock()

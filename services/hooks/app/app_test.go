@@ -42,7 +42,7 @@ func delivered(m *metrics.Metrics) float64 {
 
 func TestOfflineRunnerGivesOneSignedDelivery(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	ctx := context.Background()
 	recv := newReceiver(t, nil)
 	cfg := testConfig(recv.URL + "/hook")
@@ -141,7 +141,7 @@ func mustRead(t *testing.T, resp *http.Response) string {
 
 func TestServerErrorsRetriedWithOneWebhookID(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) int {
 		if n <= 3 {
 			return http.StatusInternalServerError
@@ -176,7 +176,7 @@ func TestServerErrorsRetriedWithOneWebhookID(t *testing.T) {
 
 func TestRetryAfterAndExhaustion(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) int {
 		w.Header().Set("Retry-After", "1")
 		return http.StatusServiceUnavailable
@@ -206,7 +206,7 @@ func TestRetryAfterAndExhaustion(t *testing.T) {
 
 func TestClientErrorArchivedAndReplayed(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) int {
 		if n == 1 {
 			return http.StatusBadRequest
@@ -286,7 +286,7 @@ func TestClientErrorArchivedAndReplayed(t *testing.T) {
 
 func TestStoppedMidDeliveryDeliversAfterRestart(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	release := make(chan struct{})
 	var once sync.Once
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) int {
@@ -326,7 +326,7 @@ func TestStoppedMidDeliveryDeliversAfterRestart(t *testing.T) {
 
 func TestRelayCrashBeforeAckDoesNotDoubleDeliver(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, nil)
 	cfg := testConfig(recv.URL)
 	crash := errors.New("simulated crash")
@@ -400,7 +400,7 @@ func queueIdle(t *testing.T, rdb redis.UniversalClient) bool {
 
 func TestThousandRunnersOffline(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, nil)
 	inst := start(t, testConfig(recv.URL), rdb, options{})
 	const n = 1000
@@ -452,7 +452,7 @@ func TestThousandRunnersOffline(t *testing.T) {
 
 func TestMalformedEntryAckedAndSkipped(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, nil)
 	inst := start(t, testConfig(recv.URL), rdb, options{})
 	ctx := context.Background()
@@ -475,7 +475,7 @@ func TestMalformedEntryAckedAndSkipped(t *testing.T) {
 
 func TestHooksOffStillDrains(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	cfg := testConfig()
 	cfg.HookEvents = []string{"*"}
 	inst := start(t, cfg, rdb, options{})
@@ -491,7 +491,7 @@ func TestHooksOffStillDrains(t *testing.T) {
 
 func TestRedisRestartRecovers(t *testing.T) {
 	srv, rdb := redistest.Start(t)
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, nil)
 	inst := start(t, testConfig(recv.URL), rdb, options{})
 	if err := srv.Restart(); err != nil {

@@ -85,7 +85,7 @@ func startNoWait(t testing.TB, cfg config.Hooks, rdb redis.UniversalClient, opt 
 	opt.metrics = func(m *metrics.Metrics) { mch <- m }
 	ctx, cancel := context.WithCancel(context.Background())
 	inst.cancel = cancel
-	go func() { inst.done <- run(ctx, cfg, rdb, testLogger(), opt) }()
+	go func() { inst.done <- run(ctx, cfg, store.Wrap(rdb), testLogger(), opt) }()
 	select {
 	case inst.metrics = <-mch:
 	case err := <-inst.done:
@@ -211,7 +211,7 @@ func registerRunners(t testing.TB, s *store.Store, prefix string, n int, ttl tim
 
 func outboxStats(t testing.TB, rdb redis.UniversalClient) store.OutboxStats {
 	t.Helper()
-	st, err := store.NewOutboxReader(rdb, ConsumerGroup, "test-observer").Stats(context.Background())
+	st, err := store.NewOutboxReader(store.Wrap(rdb), ConsumerGroup, "test-observer").Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestRunsOnMiniredis(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	s := store.New(rdb, store.Options{})
+	s := store.New(store.Wrap(rdb), store.Options{})
 	recv := newReceiver(t, func(n int, _ http.ResponseWriter, _ *http.Request) int {
 		if n == 1 {
 			return http.StatusBadGateway

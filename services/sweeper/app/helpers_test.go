@@ -42,7 +42,7 @@ func testConfig() config.Sweeper {
 // startSweeper runs one sweeper replica until the test ends (or stop is called).
 func startSweeper(t *testing.T, rdb redis.UniversalClient, cfg config.Sweeper) (*Service, func()) {
 	t.Helper()
-	svc, err := New(cfg, rdb, logging.Discard())
+	svc, err := New(cfg, store.Wrap(rdb), logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func outboxEvents(t *testing.T, rdb *redis.Client, typ string) map[string]int {
 		if m.Values["type"] != typ {
 			continue
 		}
-		ev, err := store.DecodeEvent(m)
+		ev, err := store.DecodeEvent(store.OutboxEntry{ID: m.ID, Values: m.Values})
 		if err != nil {
 			t.Fatalf("outbox %s: %v", m.ID, err)
 		}

@@ -65,7 +65,7 @@ func runLag(b *testing.B, n int, withSweeper bool) {
 	defer srv.Stop()
 	rdb := srv.Client()
 	defer rdb.Close()
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 
 	// a plain subscriber: arrival time of each lease's expiry event
 	arrivals := make(map[string]time.Time, n)
@@ -129,7 +129,7 @@ func runLag(b *testing.B, n int, withSweeper bool) {
 
 	cfg := config.DefaultSweeper()
 	cfg.MassExpiryPercent = 100
-	svc, err := New(cfg, rdb, logging.Discard())
+	svc, err := New(cfg, store.Wrap(rdb), logging.Discard())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,15 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
 // Run serves /health, /ready, /metrics and /quarantine on cfg.Port and runs
 // the sweeper loops until ctx ends, then shuts both down.
-func Run(ctx context.Context, cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) error {
-	svc, err := New(cfg, rdb, log)
+func Run(ctx context.Context, cfg config.Sweeper, conn *store.Conn, log *slog.Logger) error {
+	svc, err := New(cfg, conn, log)
 	if err != nil {
 		return fmt.Errorf("sweeper: %w", err)
 	}

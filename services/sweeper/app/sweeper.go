@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -45,7 +44,6 @@ const (
 // Service is one sweeper replica: the loops plus the HTTP handler.
 type Service struct {
 	cfg    config.Sweeper
-	rdb    redis.UniversalClient
 	st     *store.Store
 	log    *slog.Logger
 	reg    *prometheus.Registry
@@ -63,8 +61,8 @@ type Service struct {
 	lastLogged map[string]time.Time
 }
 
-// New builds a sweeper replica over rdb. It does not touch Redis until Run.
-func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Service, error) {
+// New builds a sweeper replica over conn. It does not touch Redis until Run.
+func New(cfg config.Sweeper, conn *store.Conn, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -76,8 +74,8 @@ func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Serv
 	}
 	reg := prometheus.NewRegistry()
 	return &Service{
-		cfg: cfg, rdb: rdb, log: log, reg: reg,
-		st: store.New(rdb, store.Options{}),
+		cfg: cfg, log: log, reg: reg,
+		st: store.New(conn, store.Options{}),
 		m:  newMetrics(reg, cfg.MetricsPrefix),
 		policy: store.MassExpiryPolicy{
 			Percent: cfg.MassExpiryPercent, Min: cfg.MassExpiryMin, Window: cfg.LeaseTTL(),
@@ -309,7 +307,7 @@ func (s *Service) advanceQuarantine(ctx context.Context) {
 		return
 	}
 	var stale []string
-	for _, r := range s.st.ReleaseQuarantinedBatch(ctx, ids) {
+	for _, r := range s.st.ExpireLeases(ctx, ids) {
 		switch {
 		case r.Err == nil:
 			s.recordTransition(r.Transition)

@@ -28,7 +28,7 @@ import (
 func TestExpiredRunnerGoesOfflineAndItsTasksFail(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	lease := register(t, st, "dead", 300*time.Millisecond)
 	alive := register(t, st, "alive", 300*time.Millisecond)
 	pending, _, err := st.Dispatch(ctx, store.DispatchParams{RunnerID: "dead", Type: "shell"})
@@ -80,7 +80,7 @@ func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
 	ctx := context.Background()
 	// Kg must survive: CONFIG SET merges, never clobbers
 	_, rdb := redistest.Start(t, "--notify-keyspace-events", "Kg")
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // only events (and the first scan) drive it
 	svc, _ := startSweeper(t, rdb, cfg)
@@ -113,7 +113,7 @@ func TestWorksFromTheIndexWhenConfigIsRefused(t *testing.T) {
 	ctx := context.Background()
 	// a managed Redis: CONFIG is disabled and no events are configured
 	_, rdb := redistest.Start(t, "--rename-command", "CONFIG", "")
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	svc, _ := startSweeper(t, rdb, testConfig())
 	register(t, st, "r1", 100*time.Millisecond)
 	eventually(t, 3*time.Second, "r1 offline", func() bool {
@@ -144,7 +144,7 @@ return bad`)
 func TestHeartbeatAtTheDeadlineNeverYieldsAnOfflineRunnerWithALiveLease(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	const n = 40
 	const ttl = 150 * time.Millisecond
 	ids := runnerIDs("hb", n)
@@ -213,7 +213,7 @@ func TestHeartbeatAtTheDeadlineNeverYieldsAnOfflineRunnerWithALiveLease(t *testi
 func TestTwoSweepersRacingOn1000ExpiriesTransitionEachOnce(t *testing.T) {
 	ctx := context.Background()
 	srv, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	const n = 1000
 	ids := runnerIDs("race", n)
 	registerAll(t, st, ids, func(int) time.Duration { return 400 * time.Millisecond })
@@ -245,7 +245,7 @@ func TestTwoSweepersRacingOn1000ExpiriesTransitionEachOnce(t *testing.T) {
 func TestSweeperKilledWhileLeasesExpireCatchesUpOnRestart(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	const n = 300
 	ids := runnerIDs("restart", n)
 	registerAll(t, st, ids, func(i int) time.Duration { return 100*time.Millisecond + time.Duration(i)*1200*time.Millisecond/n })
@@ -277,7 +277,7 @@ func TestSweeperKilledWhileLeasesExpireCatchesUpOnRestart(t *testing.T) {
 func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // no timed tick: only events, resubscription scans and the deadline wakes they schedule
 	svc, _ := startSweeper(t, rdb, cfg)
@@ -310,7 +310,7 @@ func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 func TestMassExpiryQuarantinesThenRecoversAndReleasesTheRestAfterTheHold(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	cfg := testConfig()
 	cfg.MassExpiryPercent, cfg.MassExpiryMin, cfg.MassExpiryHoldMs = 50, 10, 1500
 	const ttl = 300 * time.Millisecond
@@ -394,7 +394,7 @@ func TestMassExpiryQuarantinesThenRecoversAndReleasesTheRestAfterTheHold(t *test
 func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	cfg := testConfig()
 	cfg.MassExpiryPercent, cfg.MassExpiryMin, cfg.MassExpiryHoldMs = 50, 10, 600000
 	cfg.AdminAPIKeys = []string{"operator-key-0123456789"}
@@ -454,7 +454,7 @@ func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 func TestTaskTimeoutFailsOnceAndTheNextHeartbeatCancelsIt(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	lease := register(t, st, "r1", time.Minute)
 	cfg := testConfig()
 	cfg.TaskTimeoutGraceMs = 50
@@ -519,7 +519,7 @@ func TestTaskTimeoutFailsOnceAndTheNextHeartbeatCancelsIt(t *testing.T) {
 func TestServeAnswersAndShutsDownWithoutLeaks(t *testing.T) {
 	_, rdb := redistest.Start(t, withEvents...)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	svc, err := New(testConfig(), rdb, logging.Discard())
+	svc, err := New(testConfig(), store.Wrap(rdb), logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -751,7 +751,7 @@ func (f *fleet) stop() {
 func TestAPIOutageQuarantinesBeforeAnyRunnerGoesOffline(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	cfg := testConfig()
 	cfg.LeaseTTLMs, cfg.HeartbeatIntervalMs = 1200, 400
 	cfg.MassExpiryPercent, cfg.MassExpiryMin, cfg.MassExpiryHoldMs = 50, 10, 600000
@@ -839,7 +839,7 @@ func TestGenuineLossesGoOfflineWithoutQuarantine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			_, rdb := redistest.Start(t, withEvents...)
-			st := store.New(rdb, store.Options{})
+			st := store.New(store.Wrap(rdb), store.Options{})
 			ids := runnerIDs("r", tc.size)
 			epochs := map[string]int64{}
 			for _, id := range ids {
@@ -885,7 +885,7 @@ func TestGenuineLossesGoOfflineWithoutQuarantine(t *testing.T) {
 // milliseconds, each of three staggered deadlines in turn.
 func TestWakesAtTheNextLeaseDeadline(t *testing.T) {
 	_, rdb := redistest.Start(t, "--rename-command", "CONFIG", "")
-	st := store.New(rdb, store.Options{})
+	st := store.New(store.Wrap(rdb), store.Options{})
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // the longest tick allowed
 	ids := runnerIDs("w", 3)

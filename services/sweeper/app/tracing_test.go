@@ -12,7 +12,6 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
-	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -23,9 +22,9 @@ func TestSweepThatTransitionsIsTraced(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	telemetry.TraceRedis(rdb, tp)
+	store.Wrap(rdb).Trace(tp)
 
-	svc, err := New(testConfig(), rdb, logging.Discard())
+	svc, err := New(testConfig(), store.Wrap(rdb), logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +38,7 @@ func TestSweepThatTransitionsIsTraced(t *testing.T) {
 	if n := len(exp.GetSpans()); n != 0 {
 		t.Fatalf("empty ticks made %d spans", n)
 	}
-	register(t, store.New(rdb, store.Options{}), "traced", 100*time.Millisecond)
+	register(t, store.New(store.Wrap(rdb), store.Options{}), "traced", 100*time.Millisecond)
 	eventually(t, 3*time.Second, "runner offline", func() bool { return count(t, rdb, wire.RunnerOffline) == 1 })
 	eventually(t, time.Second, "sweep span", func() bool {
 		for _, s := range exp.GetSpans() {

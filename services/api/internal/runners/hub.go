@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
 // ErrTooManyWaiters refuses a long poll when the process holds its maximum.
@@ -21,7 +21,7 @@ var ErrTooManyWaiters = errors.New("too many long polls in progress")
 // every (re)subscription wakes all waiters, since messages published while
 // the subscription was down are lost.
 type Hub struct {
-	rdb     redis.UniversalClient
+	sub     Subscriber
 	channel string
 	max     int
 	log     *slog.Logger
@@ -38,9 +38,14 @@ type Waiter struct {
 	hub      *Hub
 }
 
+// Subscriber is the store's pub/sub door (*store.Store).
+type Subscriber interface {
+	Subscribe(ctx context.Context, channel string) <-chan store.Published
+}
+
 // NewHub returns a hub for at most max concurrent waiters (0 = no limit).
-func NewHub(rdb redis.UniversalClient, channel string, max int, log *slog.Logger) *Hub {
-	return &Hub{rdb: rdb, channel: channel, max: max, log: log, waiters: map[string]map[*Waiter]struct{}{}}
+func NewHub(sub Subscriber, channel string, max int, log *slog.Logger) *Hub {
+	return &Hub{sub: sub, channel: channel, max: max, log: log, waiters: map[string]map[*Waiter]struct{}{}}
 }
 
 // Wait registers a waiter for runnerID; the caller must Cancel it.
@@ -116,31 +121,18 @@ func (h *Hub) Run(ctx context.Context) error {
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		ps := h.rdb.Subscribe(ctx, h.channel)
-		// A blocked read does not watch ctx: closing the subscription does.
-		stop := make(chan struct{})
-		go func() {
-			select {
-			case <-ctx.Done():
-				_ = ps.Close()
-			case <-stop:
-			}
-		}()
-		_, err := ps.Receive(ctx)
-		if err == nil {
-			backoff = minBackoff
-			h.notifyAll()
-			for {
-				msg, rerr := ps.ReceiveMessage(ctx)
-				if rerr != nil {
-					err = rerr
-					break
-				}
-				h.Notify(msg.Payload)
+		var err error
+		for p := range h.sub.Subscribe(ctx, h.channel) {
+			switch {
+			case p.Err != nil:
+				err = p.Err
+			case p.Subscribed:
+				backoff = minBackoff
+				h.notifyAll()
+			default:
+				h.Notify(p.Payload)
 			}
 		}
-		close(stop)
-		_ = ps.Close()
 		if ctx.Err() != nil {
 			break
 		}

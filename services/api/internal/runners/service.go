@@ -13,12 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
@@ -58,7 +56,6 @@ type Config struct {
 // Service is the application layer over the store.
 type Service struct {
 	store    *store.Store
-	rdb      redis.UniversalClient
 	cfg      Config
 	expected *semver.Constraints
 	hub      *Hub
@@ -76,8 +73,8 @@ type Service struct {
 }
 
 // New returns a Service. now is the clock (time.Now in production).
-func New(st *store.Store, rdb redis.UniversalClient, cfg Config, hub *Hub, breaker *Breaker, now func() time.Time, log *slog.Logger) (*Service, error) {
-	s := &Service{store: st, rdb: rdb, cfg: cfg, hub: hub, breaker: breaker, now: now, log: log, closing: make(chan struct{})}
+func New(st *store.Store, cfg Config, hub *Hub, breaker *Breaker, now func() time.Time, log *slog.Logger) (*Service, error) {
+	s := &Service{store: st, cfg: cfg, hub: hub, breaker: breaker, now: now, log: log, closing: make(chan struct{})}
 	if cfg.CountsCacheTTL <= 0 {
 		s.cfg.CountsCacheTTL = time.Second
 	}
@@ -519,11 +516,11 @@ func (s *Service) Admission(ctx context.Context) wire.AdmissionState {
 			}
 		}
 	}
-	m, err := s.rdb.HGetAll(ctx, store.QuarantineStateKey()).Result()
-	if s.observe(err) == nil && m["active"] == "1" {
-		st := wire.AdmissionState{Admitting: true, State: StateQuarantine, Reason: m["reason"], Since: b.Since}
-		if ms, err := strconv.ParseInt(m["since"], 10, 64); err == nil && ms > 0 {
-			st.Since = time.UnixMilli(ms).UTC()
+	q, err := s.store.GetQuarantineState(ctx)
+	if s.observe(err) == nil && q.Active {
+		st := wire.AdmissionState{Admitting: true, State: StateQuarantine, Reason: q.Reason, Since: b.Since}
+		if !q.Since.IsZero() {
+			st.Since = q.Since
 		}
 		if st.Reason == "" {
 			st.Reason = "correlated_loss"

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -184,7 +183,7 @@ func (r *Relay) session(ctx context.Context) error {
 
 // handle enqueues the deliveries of msgs, then acknowledges them and trims
 // the stream. Entries whose enqueue failed are not acknowledged.
-func (r *Relay) handle(ctx context.Context, msgs []redis.XMessage) error {
+func (r *Relay) handle(ctx context.Context, msgs []store.OutboxEntry) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -218,7 +217,7 @@ func (r *Relay) handle(ctx context.Context, msgs []redis.XMessage) error {
 // relay enqueues one entry's deliveries. An error means the entry must stay
 // pending (Redis failed); everything else (malformed, filtered, duplicate)
 // is done.
-func (r *Relay) relay(ctx context.Context, msg redis.XMessage) error {
+func (r *Relay) relay(ctx context.Context, msg store.OutboxEntry) error {
 	ev, err := store.DecodeEvent(msg)
 	if err != nil {
 		r.metrics.RelayEvents.WithLabelValues(metrics.RelayMalformed).Inc()

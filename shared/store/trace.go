@@ -1,4 +1,4 @@
-package telemetry
+package store
 
 import (
 	"context"
@@ -14,14 +14,12 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
 // ScopeRedis is the instrumentation scope of the Redis command spans.
-const ScopeRedis = "github.com/yggdrasil-cp/yggdrasil/shared/telemetry/redis"
+const ScopeRedis = "github.com/yggdrasil-cp/yggdrasil/shared/store/redis"
 
-// TraceRedis adds a hook to rdb that records each command, pipeline and
+// Trace adds a hook to the connection that records each command, pipeline and
 // transaction as a client span, but only under a span that is being recorded
 // (a request's, a delivery's): background loops that poll Redis without a
 // span (the sweeper's tick, the relay's XREADGROUP, asynq) cost one context
@@ -29,13 +27,14 @@ const ScopeRedis = "github.com/yggdrasil-cp/yggdrasil/shared/telemetry/redis"
 //
 // A span carries the command name and, for a script, the script's name
 // (db.stored_procedure.name); never keys, arguments or values, which hold
-// token hashes and payloads. Call it once per client, where the client is
-// made (svcmain, devrun), not where it is shared.
-func TraceRedis(rdb redis.UniversalClient, tp trace.TracerProvider) {
-	h := &redisHook{tracer: tp.Tracer(ScopeRedis), scripts: store.ScriptNames()}
+// token hashes and payloads. Call it once per Conn, where it is made
+// (svcmain, devrun), not where it is shared.
+func (c *Conn) Trace(tp trace.TracerProvider) {
+	rdb := c.rdb
+	h := &redisHook{tracer: tp.Tracer(ScopeRedis), scripts: ScriptNames()}
 	h.base = []attribute.KeyValue{semconv.DBSystemNameRedis}
-	if c, ok := rdb.(*redis.Client); ok {
-		if host, port, err := net.SplitHostPort(c.Options().Addr); err == nil {
+	if cl, ok := rdb.(*redis.Client); ok {
+		if host, port, err := net.SplitHostPort(cl.Options().Addr); err == nil {
 			h.base = append(h.base, semconv.ServerAddress(host))
 			if p, err := strconv.Atoi(port); err == nil {
 				h.base = append(h.base, semconv.ServerPort(p))

@@ -2,26 +2,12 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
-
-// The sweeper's scripts (lease expiry itself is offline.lua, shared with
-// deregistration). Each file's header names its KEYS, ARGV and return values.
-var (
-	quarantineGateScript = loadScript("quarantine_gate.lua")
-	quarantineExitScript = loadScript("quarantine_exit.lua")
-	taskTimeoutScript    = loadScript("task_timeout.lua")
-)
-
-// TaskTimeoutError is the error written on a task failed for running past its timeout.
-const TaskTimeoutError = "timeout"
 
 // runnerKeyPrefix is what every RunnerKey starts with; the gate script
 // builds runner keys for the ids it finds in the lease index.
@@ -74,6 +60,13 @@ type SweepDecision struct {
 	NextDue time.Duration
 }
 
+// quarantine_gate.lua's first reply element: 1 when this call entered the
+// quarantine. quarantine_exit.lua's: 1 when this call ended it.
+const (
+	gateEntered = 1
+	exitEnded   = 1
+)
+
 // SweepDue finds up to limit runners whose lease deadline passed (by Redis
 // TIME) and whose lease key is gone, and decides their fate atomically with
 // the mass-expiry policy (see quarantine_gate.lua).
@@ -94,7 +87,7 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 		return SweepDecision{}, fmt.Errorf("store: sweep gate: %w", errUnexpectedResponse)
 	}
 	return SweepDecision{
-		Entered:     toInt(res[0]) == 1,
+		Entered:     scriptCode(res) == gateEntered,
 		Now:         time.UnixMilli(toInt(res[1])).UTC(),
 		Expire:      toStrings(res[2]),
 		Quarantined: toStrings(res[3]),
@@ -107,69 +100,20 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 	}, nil
 }
 
-// ExpireResult is the outcome of one offline transition in a batch: Err is
-// nil (Transition is set), or wraps ErrLeaseAlive, ErrAlreadyOffline,
-// ErrRunnerNotFound or a Redis error.
-type ExpireResult struct {
-	RunnerID   string
-	Transition Transition
-	Err        error
-}
-
-// ExpireLeases runs ExpireLease for every id in one pipeline.
-func (s *Store) ExpireLeases(ctx context.Context, ids []string) []ExpireResult {
-	return s.offlineBatch(ctx, ids)
-}
-
-// ReleaseQuarantinedBatch takes quarantined runners through the normal
-// offline transition (reason "lease_expired"), in one pipeline, except those
-// that heartbeated in the meantime (ErrLeaseAlive).
-func (s *Store) ReleaseQuarantinedBatch(ctx context.Context, ids []string) []ExpireResult {
-	return s.offlineBatch(ctx, ids)
-}
-
-func (s *Store) offlineBatch(ctx context.Context, ids []string) []ExpireResult {
-	out := make([]ExpireResult, len(ids))
-	calls := make([]scriptCall, len(ids))
-	for i, id := range ids {
-		calls[i] = scriptCall{
-			keys: offlineKeys(id),
-			args: s.offlineArgs(id, wire.ReasonLeaseExpired, 0, true, leaseExpiredTaskError),
-		}
-	}
-	cmds := s.runPipelined(ctx, offlineScript, calls)
-	for i, id := range ids {
-		out[i] = ExpireResult{RunnerID: id}
-		res, err := cmds[i].Slice()
-		if err != nil {
-			out[i].Err = fmt.Errorf("store: offline %s: %w", id, err)
-			continue
-		}
-		out[i].Transition, out[i].Err = decodeOffline(id, 0, res)
-	}
-	return out
-}
-
 // ForgetExpiries removes runners from the recent-expiries record, for the
 // ones whose transition found the lease alive (a heartbeat won the race), so
 // that they do not count towards a correlated loss.
 func (s *Store) ForgetExpiries(ctx context.Context, ids []string) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	members := make([]any, len(ids))
-	for i, id := range ids {
-		members[i] = id
-	}
-	if err := s.rdb.ZRem(ctx, RecentExpiriesKey(), members...).Err(); err != nil {
-		return fmt.Errorf("store: forget expiries: %w", err)
-	}
-	return nil
+	return s.zrem(ctx, RecentExpiriesKey(), ids)
 }
 
 // DropQuarantined removes stale entries (runners already offline or gone)
 // from the quarantine zset.
 func (s *Store) DropQuarantined(ctx context.Context, ids []string) error {
+	return s.zrem(ctx, QuarantineKey(), ids)
+}
+
+func (s *Store) zrem(ctx context.Context, key string, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -177,8 +121,8 @@ func (s *Store) DropQuarantined(ctx context.Context, ids []string) error {
 	for i, id := range ids {
 		members[i] = id
 	}
-	if err := s.rdb.ZRem(ctx, QuarantineKey(), members...).Err(); err != nil {
-		return fmt.Errorf("store: drop quarantined: %w", err)
+	if err := s.rdb.ZRem(ctx, key, members...).Err(); err != nil {
+		return fmt.Errorf("store: zrem %s: %w", key, err)
 	}
 	return nil
 }
@@ -224,7 +168,7 @@ type QuarantineExit struct {
 	// Reason is recovered, operator or hold_expired.
 	Reason string
 	// Remaining is how many runners were still quarantined: they must now go
-	// through the offline transition (ReleaseQuarantinedBatch).
+	// through the offline transition (ExpireLeases).
 	Remaining int64
 	Since     time.Time
 	At        time.Time
@@ -236,10 +180,6 @@ const (
 	QuarantineOperator    = "operator"
 	QuarantineHoldExpired = "hold_expired"
 )
-
-// ErrNoQuarantine means there was no active quarantine to end (or it is
-// still holding).
-var ErrNoQuarantine = errors.New("no quarantine to end")
 
 // ExitQuarantine ends the active quarantine when every runner came back, or
 // when hold has passed since it began, or at once when confirm is true (an
@@ -255,7 +195,7 @@ func (s *Store) ExitQuarantine(ctx context.Context, hold time.Duration, confirm 
 	if err != nil {
 		return QuarantineExit{}, fmt.Errorf("store: exit quarantine: %w", err)
 	}
-	if toInt(res[0]) != 1 {
+	if scriptCode(res) != exitEnded {
 		return QuarantineExit{}, fmt.Errorf("store: exit quarantine: %w", ErrNoQuarantine)
 	}
 	if len(res) < 5 {
@@ -281,131 +221,4 @@ func (s *Store) QuarantinedIDs(ctx context.Context, limit int) ([]string, error)
 		return nil, fmt.Errorf("store: quarantined ids: %w", err)
 	}
 	return ids, nil
-}
-
-// Now returns Redis' clock, the one every deadline is measured against.
-func (s *Store) Now(ctx context.Context) (time.Time, error) {
-	t, err := s.rdb.Time(ctx).Result()
-	if err != nil {
-		return time.Time{}, fmt.Errorf("store: time: %w", err)
-	}
-	return t, nil
-}
-
-// DueTaskTimeouts returns up to limit task ids whose deadline plus grace is
-// before now (Redis time).
-func (s *Store) DueTaskTimeouts(ctx context.Context, now time.Time, grace time.Duration, limit int) ([]string, error) {
-	max := strconv.FormatInt(now.Add(-grace).UnixMilli(), 10)
-	ids, err := s.rdb.ZRangeByScore(ctx, TaskDeadlinesKey(), &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(limit)}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("store: due task timeouts: %w", err)
-	}
-	return ids, nil
-}
-
-// TaskTimeoutResult is the outcome of one task timeout: Failed is true when
-// this call failed the task (WasRunning tells whether the runner was asked
-// to stop it).
-type TaskTimeoutResult struct {
-	TaskID     string
-	RunnerID   string
-	Failed     bool
-	WasRunning bool
-	Err        error
-}
-
-// TimeoutTasks fails each task that is still pending or running and whose
-// deadline plus grace passed (task_timeout.lua), with error "timeout"; a
-// running task is added to its runner's cancel list so that the next
-// heartbeat reply asks the runner to stop it. Idempotent.
-func (s *Store) TimeoutTasks(ctx context.Context, ids []string, grace time.Duration) []TaskTimeoutResult {
-	out := make([]TaskTimeoutResult, len(ids))
-	if len(ids) == 0 {
-		return out
-	}
-	pipe := s.rdb.Pipeline()
-	owners := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		owners[i] = pipe.HGet(ctx, TaskKey(id), "runnerId")
-	}
-	_, _ = pipe.Exec(ctx) // per-command errors are read below
-
-	var calls []scriptCall
-	var idx []int
-	for i, id := range ids {
-		out[i].TaskID = id
-		rid, err := owners[i].Result()
-		if errors.Is(err, redis.Nil) {
-			rid = "" // gone: the script drops the index entry
-		} else if err != nil {
-			out[i].Err = fmt.Errorf("store: task timeout %s: %w", id, err)
-			continue
-		}
-		out[i].RunnerID = rid
-		calls = append(calls, scriptCall{
-			keys: []string{
-				TaskKey(id), RunnerPendingKey(rid), RunnerActiveKey(rid), RunnerCancelKey(rid),
-				TaskDeadlinesKey(), StatsKey(),
-			},
-			args: []any{id, rid, grace.Milliseconds(), s.opts.TaskRetention.Milliseconds(), TaskTimeoutError},
-		})
-		idx = append(idx, i)
-	}
-	cmds := s.runPipelined(ctx, taskTimeoutScript, calls)
-	for j, c := range cmds {
-		i := idx[j]
-		res, err := c.Slice()
-		if err != nil {
-			out[i].Err = fmt.Errorf("store: task timeout %s: %w", ids[i], err)
-			continue
-		}
-		switch toInt(res[0]) {
-		case 0:
-			out[i].Failed = true
-			out[i].WasRunning = toString(res[1]) == string(wire.TaskRunning)
-		case 2:
-			out[i].Err = fmt.Errorf("store: task timeout %s: owner changed to %q: %w", ids[i], toString(res[1]), errUnexpectedResponse)
-		}
-	}
-	return out
-}
-
-// scriptCall is one invocation of a script in a pipeline.
-type scriptCall struct {
-	keys []string
-	args []any
-}
-
-// runPipelined sends every call as EVALSHA in one pipeline. When Redis lost
-// its script cache (a restart), it loads the script and sends the calls that
-// failed with NOSCRIPT again: every script run this way is idempotent.
-func (s *Store) runPipelined(ctx context.Context, script *redis.Script, calls []scriptCall) []*redis.Cmd {
-	cmds := make([]*redis.Cmd, len(calls))
-	if len(calls) == 0 {
-		return cmds
-	}
-	send := func(which []int) {
-		pipe := s.rdb.Pipeline()
-		for _, i := range which {
-			cmds[i] = script.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
-		}
-		_, _ = pipe.Exec(ctx) // per-command errors are read by the caller
-	}
-	all := make([]int, len(calls))
-	for i := range all {
-		all[i] = i
-	}
-	send(all)
-	var retry []int
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			retry = append(retry, i)
-		}
-	}
-	if len(retry) > 0 {
-		if err := script.Load(ctx, s.rdb).Err(); err == nil {
-			send(retry)
-		}
-	}
-	return cmds
 }
