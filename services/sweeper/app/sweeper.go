@@ -77,7 +77,7 @@ func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Serv
 	reg := prometheus.NewRegistry()
 	return &Service{
 		cfg: cfg, rdb: rdb, log: log, reg: reg,
-		st: store.New(rdb, store.Options{}),
+		st: store.New(rdb, storeOptions(cfg)),
 		m:  newMetrics(reg, cfg.MetricsPrefix),
 		policy: store.MassExpiryPolicy{
 			Percent: cfg.MassExpiryPercent, Min: cfg.MassExpiryMin, Window: cfg.LeaseTTL(),
@@ -88,6 +88,16 @@ func New(cfg config.Sweeper, rdb redis.UniversalClient, log *slog.Logger) (*Serv
 		kick:       make(chan struct{}, 1),
 		lastLogged: map[string]time.Time{},
 	}, nil
+}
+
+// storeOptions are the store's tunables, all from configuration: the
+// retention of the tasks the sweeper fails is TASK_RETENTION_MS, as for the
+// tasks the API finishes.
+func storeOptions(cfg config.Sweeper) store.Options {
+	return store.Options{
+		IdempotencyTTL: cfg.IdempotencyTTL, TaskRetention: cfg.TaskRetention(),
+		MaxTasksPerReply: cfg.MaxTasksPerReply, CancelRetention: cfg.CancelRetention,
+	}
 }
 
 // Registry is the sweeper's private metrics registry.
