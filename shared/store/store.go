@@ -18,19 +18,17 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
-// Defaults for the tunables in Options.
+// DefaultListLimit and MaxListLimit page the list calls: part of the API
+// contract, not tunables.
 const (
-	DefaultIdempotencyTTL    = 24 * time.Hour
-	DefaultTaskRetention     = 7 * 24 * time.Hour
-	DefaultMaxTasksPerReply  = 64
-	DefaultCancelRetention   = 10 * time.Minute
 	DefaultListLimit         = 100
 	MaxListLimit             = 1000
 	leaseExpiredTaskError    = "runner lease expired"
 	deregisteredTaskErrorFmt = "runner deregistered: %s"
 )
 
-// Options tunes a Store. Zero values take the defaults above.
+// Options tunes a Store. The store has no defaults of its own: every value
+// comes from shared/config (config.Fleet), which validates it.
 type Options struct {
 	// IdempotencyTTL is how long an Idempotency-Key keeps returning its task.
 	IdempotencyTTL time.Duration
@@ -49,20 +47,8 @@ type Store struct {
 	opts Options
 }
 
-// New returns a Store over rdb.
+// New returns a Store over rdb that uses opts as given.
 func New(rdb redis.UniversalClient, opts Options) *Store {
-	if opts.IdempotencyTTL <= 0 {
-		opts.IdempotencyTTL = DefaultIdempotencyTTL
-	}
-	if opts.TaskRetention <= 0 {
-		opts.TaskRetention = DefaultTaskRetention
-	}
-	if opts.MaxTasksPerReply <= 0 {
-		opts.MaxTasksPerReply = DefaultMaxTasksPerReply
-	}
-	if opts.CancelRetention <= 0 {
-		opts.CancelRetention = DefaultCancelRetention
-	}
 	return &Store{rdb: rdb, opts: opts}
 }
 

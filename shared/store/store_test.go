@@ -20,7 +20,12 @@ import (
 func newStore(t *testing.T) (*store.Store, *redis.Client) {
 	t.Helper()
 	_, rdb := redistest.Start(t)
-	return store.New(rdb, store.Options{}), rdb
+	return store.New(rdb, testOptions), rdb
+}
+
+// testOptions are config.Fleet's defaults: the store has none of its own.
+var testOptions = store.Options{
+	IdempotencyTTL: 24 * time.Hour, TaskRetention: 7 * 24 * time.Hour, MaxTasksPerReply: 64, CancelRetention: 10 * time.Minute,
 }
 
 func register(t *testing.T, s *store.Store, id string, ttl time.Duration) store.Lease {

@@ -454,7 +454,7 @@ func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 func TestTaskTimeoutFailsOnceAndTheNextHeartbeatCancelsIt(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(rdb, store.Options{})
+	st := store.New(rdb, storeOptions(testConfig())) // the heartbeat lists cancels for CancelRetention
 	lease := register(t, st, "r1", time.Minute)
 	cfg := testConfig()
 	cfg.TaskTimeoutGraceMs = 50
