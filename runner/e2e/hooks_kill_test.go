@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -54,7 +55,7 @@ func TestHooksKilledMidDeliveryDeliversOnceAfterRestart(t *testing.T) {
 	srv, rdb := redistest.Start(t)
 	secret, key := newHookSecret(t)
 	recv := newKillReceiver(t, key, true)
-	webhookID := recordOffline(t, store.New(store.Wrap(rdb), store.Options{}), "r-killed-worker")
+	webhookID := recordOffline(t, store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet)), "r-killed-worker")
 
 	first := startHooks(t, "hooks #1", srv, recv.srv.URL, secret)
 	select {
@@ -114,7 +115,7 @@ func TestHooksKilledWithUnacknowledgedOutboxEntry(t *testing.T) {
 	srv, rdb := redistest.Start(t)
 	secret, key := newHookSecret(t)
 	recv := newKillReceiver(t, key, false)
-	webhookID := recordOffline(t, store.New(store.Wrap(rdb), store.Options{}), "r-killed-relay")
+	webhookID := recordOffline(t, store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet)), "r-killed-relay")
 	const asynqQueues = "asynq:queues" // asynq internal/base.AllQueues
 	if err := rdb.Set(ctx, asynqQueues, "not a set", 0).Err(); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 
 // API configures services/api.
 type API struct {
-	Common
+	Fleet
 	// Port (PORT, default 3000).
 	Port int `env:"PORT"`
 	// APIKeys (API_KEYS, comma-separated, default none): keys that may
@@ -19,10 +19,6 @@ type API struct {
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
 	// keys. None means the API_KEYS are operator keys too.
 	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
-	// LeaseTTLMs (LEASE_TTL_MS, default 60000): how long a lease lasts without a heartbeat.
-	LeaseTTLMs int64 `env:"LEASE_TTL_MS"`
-	// HeartbeatIntervalMs (HEARTBEAT_INTERVAL_MS, default 15000): the interval runners are told to heartbeat at.
-	HeartbeatIntervalMs int64 `env:"HEARTBEAT_INTERVAL_MS"`
 	// ExpectedRunnerVersion (EXPECTED_RUNNER_VERSION, default ""): semver
 	// constraint or version runners must meet; empty means any version complies.
 	ExpectedRunnerVersion string `env:"EXPECTED_RUNNER_VERSION"`
@@ -39,8 +35,6 @@ type API struct {
 	BodyLimitBytes int `env:"BODY_LIMIT_BYTES"`
 	// LongPollMaxMs (LONG_POLL_MAX_MS, default 30000): longest `wait` a task listing may hold.
 	LongPollMaxMs int64 `env:"LONG_POLL_MAX_MS"`
-	// TaskRetentionMs (TASK_RETENTION_MS, default 7 days): how long finished tasks stay readable.
-	TaskRetentionMs int64 `env:"TASK_RETENTION_MS"`
 	// LongPollMaxWaiters (LONG_POLL_MAX_WAITERS, default 10000): long polls one
 	// API process holds at once; beyond it a long poll is refused with 503.
 	LongPollMaxWaiters int `env:"LONG_POLL_MAX_WAITERS"`
@@ -50,23 +44,35 @@ type API struct {
 	// BreakerCooldownMs (BREAKER_COOLDOWN_MS, default 5000): how long the
 	// admission breaker stays open before it probes Redis again.
 	BreakerCooldownMs int64 `env:"BREAKER_COOLDOWN_MS"`
+	// BreakerProbeEvery (no variable, default 250 ms): how often an open
+	// admission breaker probes Redis with a PING.
+	BreakerProbeEvery time.Duration
+	// CountsCacheTTL (no variable, default 1 s): how long the fleet counts
+	// behind MAX_RUNNERS and the admission gauges are reused.
+	CountsCacheTTL time.Duration
+	// HTTP (no variable): the server's timeouts; default read 15 s, write
+	// 15 s beyond LONG_POLL_MAX_MS, idle 75 s, shutdown 10 s.
+	HTTP HTTPServer
 }
 
 // DefaultAPI returns the API defaults.
 func DefaultAPI() API {
 	return API{
-		Common:              defaultCommon(),
-		Port:                3000,
-		LeaseTTLMs:          60000,
-		HeartbeatIntervalMs: 15000,
-		MetricsPerRunner:    true,
-		MetricsCacheMs:      10000,
-		BodyLimitBytes:      1 << 20,
-		LongPollMaxMs:       30000,
-		TaskRetentionMs:     int64(7 * 24 * time.Hour / time.Millisecond),
-		LongPollMaxWaiters:  10000,
-		BreakerFailures:     5,
-		BreakerCooldownMs:   5000,
+		Fleet:              defaultFleet(),
+		Port:               3000,
+		MetricsPerRunner:   true,
+		MetricsCacheMs:     10000,
+		BodyLimitBytes:     1 << 20,
+		LongPollMaxMs:      30000,
+		LongPollMaxWaiters: 10000,
+		BreakerFailures:    5,
+		BreakerCooldownMs:  5000,
+		BreakerProbeEvery:  250 * time.Millisecond,
+		CountsCacheTTL:     time.Second,
+		HTTP: HTTPServer{
+			ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second,
+			IdleTimeout: 75 * time.Second, ShutdownTimeout: 10 * time.Second,
+		},
 	}
 }
 
@@ -84,18 +90,9 @@ func LoadAPI(environ map[string]string) (API, error) {
 
 // Validate reports every invalid value at once.
 func (c API) Validate() error {
-	errs := c.Common.validate()
+	errs := append(c.Fleet.validate(), c.HTTP.validate()...)
 	if c.Port < 0 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("PORT: %d is not a port", c.Port))
-	}
-	if c.LeaseTTLMs < 1000 {
-		errs = append(errs, fmt.Errorf("LEASE_TTL_MS: %d is below 1000", c.LeaseTTLMs))
-	}
-	if c.HeartbeatIntervalMs < 100 {
-		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS: %d is below 100", c.HeartbeatIntervalMs))
-	}
-	if c.HeartbeatIntervalMs >= c.LeaseTTLMs {
-		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS (%d) must be below LEASE_TTL_MS (%d)", c.HeartbeatIntervalMs, c.LeaseTTLMs))
 	}
 	if c.ExpectedRunnerVersion != "" {
 		if _, err := semver.NewConstraint(c.ExpectedRunnerVersion); err != nil {
@@ -120,6 +117,12 @@ func (c API) Validate() error {
 	if c.BreakerCooldownMs < 0 {
 		errs = append(errs, fmt.Errorf("BREAKER_COOLDOWN_MS: %d is negative", c.BreakerCooldownMs))
 	}
+	if c.BreakerProbeEvery <= 0 {
+		errs = append(errs, fmt.Errorf("BreakerProbeEvery: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.BreakerProbeEvery))
+	}
+	if c.CountsCacheTTL <= 0 {
+		errs = append(errs, fmt.Errorf("CountsCacheTTL: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.CountsCacheTTL))
+	}
 	for _, k := range append(append([]string{}, c.APIKeys...), c.AdminAPIKeys...) {
 		if len(k) < 16 {
 			errs = append(errs, errors.New("API_KEYS/ADMIN_API_KEYS: every key must be at least 16 characters"))
@@ -132,10 +135,9 @@ func (c API) Validate() error {
 	return errors.Join(errs...)
 }
 
-// LeaseTTL is LeaseTTLMs as a duration.
-func (c API) LeaseTTL() time.Duration { return time.Duration(c.LeaseTTLMs) * time.Millisecond }
+// LongPollMax is LongPollMaxMs as a duration.
+func (c API) LongPollMax() time.Duration { return time.Duration(c.LongPollMaxMs) * time.Millisecond }
 
-// HeartbeatInterval is HeartbeatIntervalMs as a duration.
-func (c API) HeartbeatInterval() time.Duration {
-	return time.Duration(c.HeartbeatIntervalMs) * time.Millisecond
-}
+// ServerWriteTimeout is the HTTP server's write timeout: HTTP.WriteTimeout
+// beyond the longest long poll, which must be answered before it.
+func (c API) ServerWriteTimeout() time.Duration { return c.LongPollMax() + c.HTTP.WriteTimeout }

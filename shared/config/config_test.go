@@ -3,6 +3,9 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestLoadAPIReportsEveryProblemByVariable(t *testing.T) {
@@ -35,5 +38,54 @@ func TestLoadAPIDefaults(t *testing.T) {
 	}
 	if cfg.Port != 3000 || cfg.LeaseTTLMs != 60000 || cfg.HeartbeatIntervalMs != 15000 || cfg.MetricsPrefix != "yggdrasil_" || len(cfg.APIKeys) != 2 {
 		t.Fatalf("defaults = %+v", cfg)
+	}
+}
+
+// The API and the sweeper read the shared settings through config.Fleet: the
+// same variables, defaults and minimums.
+func TestFleetIsValidatedTheSameInAPIAndSweeper(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		environ map[string]string
+		errs    []string
+	}{
+		{name: "test-sized leases", environ: map[string]string{"LEASE_TTL_MS": "300", "HEARTBEAT_INTERVAL_MS": "100"}},
+		{name: "minimums", environ: map[string]string{"LEASE_TTL_MS": "100", "HEARTBEAT_INTERVAL_MS": "10", "TASK_RETENTION_MS": "1"}},
+		{name: "below the minimums", environ: map[string]string{"LEASE_TTL_MS": "99", "HEARTBEAT_INTERVAL_MS": "9", "TASK_RETENTION_MS": "0"},
+			errs: []string{"LEASE_TTL_MS: 99 is below 100", "HEARTBEAT_INTERVAL_MS: 9 is below 10", "TASK_RETENTION_MS: 0 is below 1"}},
+		{name: "interval not below the TTL", environ: map[string]string{"LEASE_TTL_MS": "1000", "HEARTBEAT_INTERVAL_MS": "1000"},
+			errs: []string{"HEARTBEAT_INTERVAL_MS (1000) must be below LEASE_TTL_MS (1000)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api, apiErr := LoadAPI(tc.environ)
+			sw, swErr := LoadSweeper(tc.environ)
+			for name, err := range map[string]error{"api": apiErr, "sweeper": swErr} {
+				if len(tc.errs) == 0 && err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+				for _, want := range tc.errs {
+					if err == nil || !strings.Contains(err.Error(), want) {
+						t.Errorf("%s: error %v does not say %q", name, err, want)
+					}
+				}
+			}
+			if d := cmp.Diff(api.Fleet, sw.Fleet); d != "" {
+				t.Errorf("api and sweeper read different fleet settings (-api +sweeper):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	for name, err := range map[string]error{
+		"api": DefaultAPI().Validate(), "sweeper": DefaultSweeper().Validate(), "hooks": DefaultHooks().Validate(),
+	} {
+		if err != nil {
+			t.Errorf("%s defaults: %v", name, err)
+		}
+	}
+	sw, err := LoadSweeper(map[string]string{"TASK_RETENTION_MS": "60000"})
+	if err != nil || sw.TaskRetention() != time.Minute {
+		t.Errorf("sweeper TASK_RETENTION_MS=60000: retention %s, err %v", sw.TaskRetention(), err)
 	}
 }

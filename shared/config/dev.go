@@ -22,9 +22,14 @@ type Dev struct {
 	Embedded bool `env:"DEV_EMBEDDED_REDIS"`
 }
 
-// LoadDev reads the launcher's configuration.
+// DefaultDev returns the launcher's defaults.
+func DefaultDev() Dev {
+	return Dev{APIPort: 3000, SweeperPort: 3001, HooksPort: 3002, ReceiverPort: 3009}
+}
+
+// LoadDev reads the launcher's configuration over its defaults.
 func LoadDev(environ map[string]string) (Dev, error) {
-	cfg := Dev{APIPort: 3000, SweeperPort: 3001, HooksPort: 3002, ReceiverPort: 3009}
+	cfg := DefaultDev()
 	if err := parse(&cfg, environ); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}

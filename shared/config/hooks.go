@@ -65,6 +65,15 @@ type Hooks struct {
 	// keys for the archived deliveries endpoints. None leaves them open
 	// outside production and disables them in production.
 	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
+	// RelayBatch (no variable, default 100): most outbox entries the relay
+	// reads or claims at once.
+	RelayBatch int
+	// RelayBlock (no variable, default 500 ms): how long one outbox read
+	// blocks; it bounds how long a stopping relay takes to notice.
+	RelayBlock time.Duration
+	// HTTP (no variable): the admin server's timeouts; default read header
+	// 5 s, read 10 s, write 30 s, idle 60 s, shutdown 5 s.
+	HTTP HTTPServer
 }
 
 // DefaultHooks returns the hooks defaults.
@@ -83,6 +92,12 @@ func DefaultHooks() Hooks {
 		HookClaimIdleMs:       30000,
 		HookDedupRetentionMs:  int64(24 * time.Hour / time.Millisecond),
 		HookShutdownTimeoutMs: 10000,
+		RelayBatch:            100,
+		RelayBlock:            500 * time.Millisecond,
+		HTTP: HTTPServer{
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+			IdleTimeout: 60 * time.Second, ShutdownTimeout: 5 * time.Second,
+		},
 	}
 }
 
@@ -133,7 +148,7 @@ var hookEventTypes = map[string]bool{
 
 // Validate reports every invalid value at once.
 func (c Hooks) Validate() error {
-	errs := c.Common.validate()
+	errs := append(c.Common.validate(), c.HTTP.validate()...)
 	if c.Port < 0 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("PORT: %d is not a port", c.Port))
 	}
@@ -189,6 +204,12 @@ func (c Hooks) Validate() error {
 	}
 	if c.HookShutdownTimeoutMs < 1 {
 		errs = append(errs, fmt.Errorf("HOOK_SHUTDOWN_TIMEOUT_MS: %d is below 1", c.HookShutdownTimeoutMs))
+	}
+	if c.RelayBatch < 1 {
+		errs = append(errs, errors.New("RelayBatch: below 1 (no variable sets it: build the configuration from DefaultHooks)"))
+	}
+	if c.RelayBlock <= 0 {
+		errs = append(errs, errors.New("RelayBlock: not positive (no variable sets it: build the configuration from DefaultHooks)"))
 	}
 	for _, k := range c.AdminAPIKeys {
 		if len(k) < 16 {

@@ -8,7 +8,10 @@ import (
 
 // Sweeper configures services/sweeper.
 type Sweeper struct {
-	Common
+	// Fleet holds LEASE_TTL_MS, HEARTBEAT_INTERVAL_MS and TASK_RETENTION_MS:
+	// give the sweeper the API's values. The lease TTL is the correlated-loss
+	// window; the retention is that of the tasks the sweeper fails.
+	Fleet
 	// Port (PORT, default 3001): where /health, /ready, /metrics and
 	// /quarantine are served.
 	Port int `env:"PORT"`
@@ -22,14 +25,6 @@ type Sweeper struct {
 	// TaskTimeoutGraceMs (TASK_TIMEOUT_GRACE_MS, default 5000): how long past
 	// its timeoutMs a task may run before it is failed with "timeout".
 	TaskTimeoutGraceMs int64 `env:"TASK_TIMEOUT_GRACE_MS"`
-	// LeaseTTLMs (LEASE_TTL_MS, default 60000): the API's lease TTL; the
-	// correlated-loss window is one lease TTL.
-	LeaseTTLMs int64 `env:"LEASE_TTL_MS"`
-	// HeartbeatIntervalMs (HEARTBEAT_INTERVAL_MS, default 15000): the API's
-	// heartbeat interval; a runner that has not renewed its lease for
-	// SilentAfter (1.5 intervals) counts as silent for the fleet_silent rule.
-	// Must be below LEASE_TTL_MS.
-	HeartbeatIntervalMs int64 `env:"HEARTBEAT_INTERVAL_MS"`
 	// MassExpiryPercent (MASS_EXPIRY_PERCENT, default 50): quarantine instead
 	// of failing when more than this share of the online runners lose their
 	// lease within one lease TTL. 100 can never be exceeded: protection off.
@@ -43,21 +38,26 @@ type Sweeper struct {
 	// keys accepted by POST /quarantine/release. None leaves the endpoint open
 	// outside production and disables it in production.
 	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
+	// HTTP (no variable): the server's timeouts; default read header 5 s,
+	// read 10 s, write 10 s, idle 60 s, shutdown 5 s.
+	HTTP HTTPServer
 }
 
 // DefaultSweeper returns the sweeper defaults.
 func DefaultSweeper() Sweeper {
 	return Sweeper{
-		Common:              defaultCommon(),
-		Port:                3001,
-		SweepIntervalMs:     100,
-		SweepBatch:          500,
-		TaskTimeoutGraceMs:  5000,
-		LeaseTTLMs:          60000,
-		HeartbeatIntervalMs: 15000,
-		MassExpiryPercent:   50,
-		MassExpiryMin:       10,
-		MassExpiryHoldMs:    300000,
+		Fleet:              defaultFleet(),
+		Port:               3001,
+		SweepIntervalMs:    100,
+		SweepBatch:         500,
+		TaskTimeoutGraceMs: 5000,
+		MassExpiryPercent:  50,
+		MassExpiryMin:      10,
+		MassExpiryHoldMs:   300000,
+		HTTP: HTTPServer{
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+			IdleTimeout: 60 * time.Second, ShutdownTimeout: 5 * time.Second,
+		},
 	}
 }
 
@@ -75,7 +75,7 @@ func LoadSweeper(environ map[string]string) (Sweeper, error) {
 
 // Validate reports every invalid value at once.
 func (c Sweeper) Validate() error {
-	errs := c.Common.validate()
+	errs := append(c.Fleet.validate(), c.HTTP.validate()...)
 	if c.Port < 0 || c.Port > 65535 {
 		errs = append(errs, fmt.Errorf("PORT: %d is not a port", c.Port))
 	}
@@ -87,15 +87,6 @@ func (c Sweeper) Validate() error {
 	}
 	if c.TaskTimeoutGraceMs < 0 {
 		errs = append(errs, fmt.Errorf("TASK_TIMEOUT_GRACE_MS: %d is negative", c.TaskTimeoutGraceMs))
-	}
-	if c.LeaseTTLMs < 100 {
-		errs = append(errs, fmt.Errorf("LEASE_TTL_MS: %d is below 100", c.LeaseTTLMs))
-	}
-	if c.HeartbeatIntervalMs < 10 {
-		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS: %d is below 10", c.HeartbeatIntervalMs))
-	}
-	if c.HeartbeatIntervalMs >= c.LeaseTTLMs {
-		errs = append(errs, fmt.Errorf("HEARTBEAT_INTERVAL_MS (%d) must be below LEASE_TTL_MS (%d)", c.HeartbeatIntervalMs, c.LeaseTTLMs))
 	}
 	if c.MassExpiryPercent < 1 || c.MassExpiryPercent > 100 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_PERCENT: %d is outside 1..100", c.MassExpiryPercent))
@@ -123,14 +114,6 @@ func (c Sweeper) SweepInterval() time.Duration {
 // TaskTimeoutGrace is TaskTimeoutGraceMs as a duration.
 func (c Sweeper) TaskTimeoutGrace() time.Duration {
 	return time.Duration(c.TaskTimeoutGraceMs) * time.Millisecond
-}
-
-// LeaseTTL is LeaseTTLMs as a duration.
-func (c Sweeper) LeaseTTL() time.Duration { return time.Duration(c.LeaseTTLMs) * time.Millisecond }
-
-// HeartbeatInterval is HeartbeatIntervalMs as a duration.
-func (c Sweeper) HeartbeatInterval() time.Duration {
-	return time.Duration(c.HeartbeatIntervalMs) * time.Millisecond
 }
 
 // SilentAfter is how long a runner may go without renewing its lease before

@@ -7,19 +7,18 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 )
 
-// Defaults for the tunables in Options, and the limits of a listing page.
+// DefaultListLimit and MaxListLimit page the list calls: part of the API
+// contract, not tunables.
 const (
-	DefaultIdempotencyTTL   = 24 * time.Hour
-	DefaultTaskRetention    = 7 * 24 * time.Hour
-	DefaultMaxTasksPerReply = 64
-	DefaultCancelRetention  = 10 * time.Minute
-	DefaultListLimit        = 100
-	MaxListLimit            = 1000
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
 )
 
-// Options tunes a Store. Zero values take the defaults above.
+// Options tunes a Store. The store has no defaults of its own: every value
+// comes from shared/config (config.Fleet), which validates it.
 type Options struct {
 	// IdempotencyTTL is how long an Idempotency-Key keeps returning its task.
 	IdempotencyTTL time.Duration
@@ -43,20 +42,18 @@ type Store struct {
 	opts Options
 }
 
-// New returns a Store over c.
+// OptionsFrom takes a Store's tunables from the fleet configuration, so
+// that every service's store (the API's, the sweeper's: the tasks each one
+// fails or finishes keep TASK_RETENTION_MS) runs on the same values.
+func OptionsFrom(f config.Fleet) Options {
+	return Options{
+		IdempotencyTTL: f.IdempotencyTTL, TaskRetention: f.TaskRetention(),
+		MaxTasksPerReply: f.MaxTasksPerReply, CancelRetention: f.CancelRetention,
+	}
+}
+
+// New returns a Store over c that uses opts as given.
 func New(c *Conn, opts Options) *Store {
-	if opts.IdempotencyTTL <= 0 {
-		opts.IdempotencyTTL = DefaultIdempotencyTTL
-	}
-	if opts.TaskRetention <= 0 {
-		opts.TaskRetention = DefaultTaskRetention
-	}
-	if opts.MaxTasksPerReply <= 0 {
-		opts.MaxTasksPerReply = DefaultMaxTasksPerReply
-	}
-	if opts.CancelRetention <= 0 {
-		opts.CancelRetention = DefaultCancelRetention
-	}
 	return &Store{Conn: c, opts: opts}
 }
 

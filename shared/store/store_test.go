@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -20,7 +21,7 @@ import (
 func newStore(t *testing.T) (*store.Store, *redis.Client) {
 	t.Helper()
 	_, rdb := redistest.Start(t)
-	return store.New(store.Wrap(rdb), store.Options{}), rdb
+	return store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet)), rdb
 }
 
 func register(t *testing.T, s *store.Store, id string, ttl time.Duration) store.Lease {

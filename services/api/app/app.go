@@ -41,16 +41,6 @@ type Server struct {
 	auth *auth.Authenticator
 }
 
-// Timeouts of the HTTP server. The write timeout must outlast the longest
-// long poll.
-const (
-	readTimeout  = 15 * time.Second
-	idleTimeout  = 75 * time.Second
-	writeSlack   = 15 * time.Second
-	shutdownWait = 10 * time.Second
-	probeEvery   = 250 * time.Millisecond
-)
-
 // Option changes how New builds the API.
 type Option func(*options)
 
@@ -67,22 +57,23 @@ func WithTracing(tp trace.TracerProvider, prop propagation.TextMapPropagator) Op
 	return func(o *options) { o.tp, o.prop = tp, prop }
 }
 
-// New builds the API over conn. Zero config values take the defaults.
+// New builds the API over conn. cfg is used as given: start from
+// config.DefaultAPI (or config.LoadAPI); New applies no defaults and refuses
+// an invalid configuration.
 func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*Server, error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	cfg = withDefaults(cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	st := store.New(conn, store.Options{TaskRetention: time.Duration(cfg.TaskRetentionMs) * time.Millisecond})
+	st := store.New(conn, store.OptionsFrom(cfg.Fleet))
 	hub := runners.NewHub(st, store.DispatchChannel(), cfg.LongPollMaxWaiters, log)
 	breaker := runners.NewBreaker(cfg.BreakerFailures, time.Duration(cfg.BreakerCooldownMs)*time.Millisecond, time.Now)
 	svc, err := runners.New(st, runners.Config{
 		LeaseTTL: cfg.LeaseTTL(), HeartbeatInterval: cfg.HeartbeatInterval(), MaxRunners: cfg.MaxRunners,
-		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: time.Duration(cfg.LongPollMaxMs) * time.Millisecond,
+		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: cfg.LongPollMax(), CountsCacheTTL: cfg.CountsCacheTTL,
 	}, hub, breaker, time.Now, log)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -92,49 +83,20 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		Prefix: cfg.MetricsPrefix, PerRunner: cfg.MetricsPerRunner,
 		CacheTTL: time.Duration(cfg.MetricsCacheMs) * time.Millisecond, Admission: svc.Admission,
 	})
-	longPoll := time.Duration(cfg.LongPollMaxMs) * time.Millisecond
 	app := httpapi.NewApp(svc, a, m, log, httpapi.Options{
-		BodyLimit: cfg.BodyLimitBytes, ReadTimeout: readTimeout, WriteTimeout: longPoll + writeSlack, IdleTimeout: idleTimeout,
+		BodyLimit: cfg.BodyLimitBytes, ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.ServerWriteTimeout(),
+		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		TracerProvider: o.tp, Propagator: o.prop,
 	})
 	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a}, nil
-}
-
-func withDefaults(cfg config.API) config.API {
-	d := config.DefaultAPI()
-	if cfg.LeaseTTLMs == 0 {
-		cfg.LeaseTTLMs = d.LeaseTTLMs
-	}
-	if cfg.HeartbeatIntervalMs == 0 {
-		cfg.HeartbeatIntervalMs = d.HeartbeatIntervalMs
-	}
-	if cfg.BodyLimitBytes == 0 {
-		cfg.BodyLimitBytes = d.BodyLimitBytes
-	}
-	if cfg.MetricsCacheMs == 0 {
-		cfg.MetricsCacheMs = d.MetricsCacheMs
-	}
-	if cfg.TaskRetentionMs == 0 {
-		cfg.TaskRetentionMs = d.TaskRetentionMs
-	}
-	if cfg.LogLevel == "" {
-		cfg.LogLevel = d.LogLevel
-	}
-	if cfg.LogFormat == "" {
-		cfg.LogFormat = d.LogFormat
-	}
-	if cfg.BreakerCooldownMs == 0 {
-		cfg.BreakerCooldownMs = d.BreakerCooldownMs
-	}
-	return cfg
 }
 
 // App returns the fiber app (tests may serve it themselves).
 func (s *Server) App() *fiber.App { return s.app }
 
 // Serve serves on ln until ctx ends, then shuts down gracefully: long polls
-// are answered at once, in-flight requests get shutdownWait to finish, and
-// the background loops stop.
+// are answered at once, in-flight requests get HTTP.ShutdownTimeout to
+// finish, and the background loops stop.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if !s.auth.Enabled() {
 		s.log.Warn("AUTH IS OFF: API_KEYS and ADMIN_API_KEYS are empty, so anyone who reaches this port can register, " +
@@ -144,7 +106,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = s.hub.Run(bg) }()
-	go func() { defer wg.Done(); _ = s.svc.RunProbe(bg, probeEvery) }()
+	go func() { defer wg.Done(); _ = s.svc.RunProbe(bg, s.cfg.BreakerProbeEvery) }()
 
 	served := make(chan error, 1)
 	go func() { served <- s.app.Listener(ln) }()
@@ -159,7 +121,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	case <-ctx.Done():
 		s.svc.Close()
-		sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 		if serr := s.app.ShutdownWithContext(sctx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 			err = fmt.Errorf("api: shutdown: %w", serr)
 		}

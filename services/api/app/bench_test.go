@@ -14,6 +14,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/app"
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
@@ -41,7 +42,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	for i := range regs {
 		regs[i] = e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: fmt.Sprintf("bench-%03d", i)})
 	}
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	reqPerSec := func(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	}

@@ -107,7 +107,7 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 	rl := relay.New(relay.Config{
 		URLs: cfg.HookURLs, Delivers: cfg.DeliversEvent, MaxRetry: cfg.HookMaxRetries,
 		Timeout: cfg.HookTimeout(), Retention: cfg.HookDedupRetention(), ClaimIdle: cfg.HookClaimIdle(),
-		BeforeAck: opt.beforeAck,
+		Batch: cfg.RelayBatch, Block: cfg.RelayBlock, BeforeAck: opt.beforeAck,
 	}, outbox, client, m, log)
 
 	ready := func() error {
@@ -131,8 +131,8 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 			AdminKeys: cfg.AdminAPIKeys, Production: cfg.Production(), Ready: ready,
 			Registry: m.Registry, Inspector: inspector, Log: log,
 		}),
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, ReadTimeout: cfg.HTTP.ReadTimeout,
+		WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout, MaxHeaderBytes: 64 << 10,
 	}
 	ln := opt.listener
 	if ln == nil {
@@ -180,7 +180,7 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 		<-relayErr
 	}
 	srv.Shutdown()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
 	defer cancel()
 	_ = httpSrv.Shutdown(sctx)
 	log.Info("hooks: stopped")

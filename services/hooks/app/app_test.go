@@ -22,6 +22,7 @@ import (
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/admin"
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -42,7 +43,7 @@ func delivered(m *metrics.Metrics) float64 {
 
 func TestOfflineRunnerGivesOneSignedDelivery(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	ctx := context.Background()
 	recv := newReceiver(t, nil)
 	cfg := testConfig(recv.URL + "/hook")
@@ -141,7 +142,7 @@ func mustRead(t *testing.T, resp *http.Response) string {
 
 func TestServerErrorsRetriedWithOneWebhookID(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) int {
 		if n <= 3 {
 			return http.StatusInternalServerError
@@ -176,7 +177,7 @@ func TestServerErrorsRetriedWithOneWebhookID(t *testing.T) {
 
 func TestRetryAfterAndExhaustion(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) int {
 		w.Header().Set("Retry-After", "1")
 		return http.StatusServiceUnavailable
@@ -206,7 +207,7 @@ func TestRetryAfterAndExhaustion(t *testing.T) {
 
 func TestClientErrorArchivedAndReplayed(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) int {
 		if n == 1 {
 			return http.StatusBadRequest
@@ -286,7 +287,7 @@ func TestClientErrorArchivedAndReplayed(t *testing.T) {
 
 func TestStoppedMidDeliveryDeliversAfterRestart(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	release := make(chan struct{})
 	var once sync.Once
 	recv := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) int {
@@ -326,7 +327,7 @@ func TestStoppedMidDeliveryDeliversAfterRestart(t *testing.T) {
 
 func TestRelayCrashBeforeAckDoesNotDoubleDeliver(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, nil)
 	cfg := testConfig(recv.URL)
 	crash := errors.New("simulated crash")
@@ -400,7 +401,7 @@ func queueIdle(t *testing.T, rdb redis.UniversalClient) bool {
 
 func TestThousandRunnersOffline(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, nil)
 	inst := start(t, testConfig(recv.URL), rdb, options{})
 	const n = 1000
@@ -452,7 +453,7 @@ func TestThousandRunnersOffline(t *testing.T) {
 
 func TestMalformedEntryAckedAndSkipped(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, nil)
 	inst := start(t, testConfig(recv.URL), rdb, options{})
 	ctx := context.Background()
@@ -475,7 +476,7 @@ func TestMalformedEntryAckedAndSkipped(t *testing.T) {
 
 func TestHooksOffStillDrains(t *testing.T) {
 	_, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	cfg := testConfig()
 	cfg.HookEvents = []string{"*"}
 	inst := start(t, cfg, rdb, options{})
@@ -491,7 +492,7 @@ func TestHooksOffStillDrains(t *testing.T) {
 
 func TestRedisRestartRecovers(t *testing.T) {
 	srv, rdb := redistest.Start(t)
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, nil)
 	inst := start(t, testConfig(recv.URL), rdb, options{})
 	if err := srv.Restart(); err != nil {

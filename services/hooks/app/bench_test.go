@@ -29,7 +29,7 @@ func BenchmarkOfflineToWebhook(b *testing.B) {
 	const n = 1000
 	for i := 0; i < b.N; i++ {
 		_, rdb := redistest.Start(b)
-		s := store.New(store.Wrap(rdb), store.Options{})
+		s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 		var mu sync.Mutex
 		got := make([]time.Duration, 0, n)       // event recorded -> received
 		fromLease := make([]time.Duration, 0, n) // lease deadline -> received

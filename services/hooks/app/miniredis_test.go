@@ -10,6 +10,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
@@ -20,7 +21,7 @@ func TestRunsOnMiniredis(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	s := store.New(store.Wrap(rdb), store.Options{})
+	s := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	recv := newReceiver(t, func(n int, _ http.ResponseWriter, _ *http.Request) int {
 		if n == 1 {
 			return http.StatusBadGateway

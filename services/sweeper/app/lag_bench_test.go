@@ -65,7 +65,7 @@ func runLag(b *testing.B, n int, withSweeper bool) {
 	defer srv.Stop()
 	rdb := srv.Client()
 	defer rdb.Close()
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 
 	// a plain subscriber: arrival time of each lease's expiry event
 	arrivals := make(map[string]time.Time, n)

@@ -75,7 +75,7 @@ func New(cfg config.Sweeper, conn *store.Conn, log *slog.Logger) (*Service, erro
 	reg := prometheus.NewRegistry()
 	return &Service{
 		cfg: cfg, log: log, reg: reg,
-		st: store.New(conn, store.Options{}),
+		st: store.New(conn, store.OptionsFrom(cfg.Fleet)),
 		m:  newMetrics(reg, cfg.MetricsPrefix),
 		policy: store.MassExpiryPolicy{
 			Percent: cfg.MassExpiryPercent, Min: cfg.MassExpiryMin, Window: cfg.LeaseTTL(),

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
@@ -28,7 +29,7 @@ import (
 func TestExpiredRunnerGoesOfflineAndItsTasksFail(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	lease := register(t, st, "dead", 300*time.Millisecond)
 	alive := register(t, st, "alive", 300*time.Millisecond)
 	pending, _, err := st.Dispatch(ctx, store.DispatchParams{RunnerID: "dead", Type: "shell"})
@@ -80,7 +81,7 @@ func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
 	ctx := context.Background()
 	// Kg must survive: CONFIG SET merges, never clobbers
 	_, rdb := redistest.Start(t, "--notify-keyspace-events", "Kg")
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // only events (and the first scan) drive it
 	svc, _ := startSweeper(t, rdb, cfg)
@@ -113,7 +114,7 @@ func TestWorksFromTheIndexWhenConfigIsRefused(t *testing.T) {
 	ctx := context.Background()
 	// a managed Redis: CONFIG is disabled and no events are configured
 	_, rdb := redistest.Start(t, "--rename-command", "CONFIG", "")
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	svc, _ := startSweeper(t, rdb, testConfig())
 	register(t, st, "r1", 100*time.Millisecond)
 	eventually(t, 3*time.Second, "r1 offline", func() bool {
@@ -144,7 +145,7 @@ return bad`)
 func TestHeartbeatAtTheDeadlineNeverYieldsAnOfflineRunnerWithALiveLease(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	const n = 40
 	const ttl = 150 * time.Millisecond
 	ids := runnerIDs("hb", n)
@@ -213,7 +214,7 @@ func TestHeartbeatAtTheDeadlineNeverYieldsAnOfflineRunnerWithALiveLease(t *testi
 func TestTwoSweepersRacingOn1000ExpiriesTransitionEachOnce(t *testing.T) {
 	ctx := context.Background()
 	srv, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	const n = 1000
 	ids := runnerIDs("race", n)
 	registerAll(t, st, ids, func(int) time.Duration { return 400 * time.Millisecond })
@@ -245,7 +246,7 @@ func TestTwoSweepersRacingOn1000ExpiriesTransitionEachOnce(t *testing.T) {
 func TestSweeperKilledWhileLeasesExpireCatchesUpOnRestart(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	const n = 300
 	ids := runnerIDs("restart", n)
 	registerAll(t, st, ids, func(i int) time.Duration { return 100*time.Millisecond + time.Duration(i)*1200*time.Millisecond/n })
@@ -277,7 +278,7 @@ func TestSweeperKilledWhileLeasesExpireCatchesUpOnRestart(t *testing.T) {
 func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // no timed tick: only events, resubscription scans and the deadline wakes they schedule
 	svc, _ := startSweeper(t, rdb, cfg)
@@ -310,7 +311,7 @@ func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 func TestMassExpiryQuarantinesThenRecoversAndReleasesTheRestAfterTheHold(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	cfg := testConfig()
 	cfg.MassExpiryPercent, cfg.MassExpiryMin, cfg.MassExpiryHoldMs = 50, 10, 1500
 	const ttl = 300 * time.Millisecond
@@ -394,7 +395,7 @@ func TestMassExpiryQuarantinesThenRecoversAndReleasesTheRestAfterTheHold(t *test
 func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	cfg := testConfig()
 	cfg.MassExpiryPercent, cfg.MassExpiryMin, cfg.MassExpiryHoldMs = 50, 10, 600000
 	cfg.AdminAPIKeys = []string{"operator-key-0123456789"}
@@ -454,7 +455,7 @@ func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 func TestTaskTimeoutFailsOnceAndTheNextHeartbeatCancelsIt(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(testConfig().Fleet)) // the heartbeat lists cancels for CancelRetention
 	lease := register(t, st, "r1", time.Minute)
 	cfg := testConfig()
 	cfg.TaskTimeoutGraceMs = 50
@@ -751,7 +752,7 @@ func (f *fleet) stop() {
 func TestAPIOutageQuarantinesBeforeAnyRunnerGoesOffline(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	cfg := testConfig()
 	cfg.LeaseTTLMs, cfg.HeartbeatIntervalMs = 1200, 400
 	cfg.MassExpiryPercent, cfg.MassExpiryMin, cfg.MassExpiryHoldMs = 50, 10, 600000
@@ -839,7 +840,7 @@ func TestGenuineLossesGoOfflineWithoutQuarantine(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			_, rdb := redistest.Start(t, withEvents...)
-			st := store.New(store.Wrap(rdb), store.Options{})
+			st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 			ids := runnerIDs("r", tc.size)
 			epochs := map[string]int64{}
 			for _, id := range ids {
@@ -885,7 +886,7 @@ func TestGenuineLossesGoOfflineWithoutQuarantine(t *testing.T) {
 // milliseconds, each of three staggered deadlines in turn.
 func TestWakesAtTheNextLeaseDeadline(t *testing.T) {
 	_, rdb := redistest.Start(t, "--rename-command", "CONFIG", "")
-	st := store.New(store.Wrap(rdb), store.Options{})
+	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // the longest tick allowed
 	ids := runnerIDs("w", 3)

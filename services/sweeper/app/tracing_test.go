@@ -9,6 +9,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
@@ -38,7 +39,7 @@ func TestSweepThatTransitionsIsTraced(t *testing.T) {
 	if n := len(exp.GetSpans()); n != 0 {
 		t.Fatalf("empty ticks made %d spans", n)
 	}
-	register(t, store.New(store.Wrap(rdb), store.Options{}), "traced", 100*time.Millisecond)
+	register(t, store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet)), "traced", 100*time.Millisecond)
 	eventually(t, 3*time.Second, "runner offline", func() bool { return count(t, rdb, wire.RunnerOffline) == 1 })
 	eventually(t, time.Second, "sweep span", func() bool {
 		for _, s := range exp.GetSpans() {

@@ -72,12 +72,14 @@ type Service struct {
 	fullSince time.Time
 }
 
-// New returns a Service. now is the clock (time.Now in production).
+// New returns a Service. now is the clock (time.Now in production). cfg is
+// used as given (its values come from config.API); New applies no defaults.
 func New(st *store.Store, cfg Config, hub *Hub, breaker *Breaker, now func() time.Time, log *slog.Logger) (*Service, error) {
-	s := &Service{store: st, cfg: cfg, hub: hub, breaker: breaker, now: now, log: log, closing: make(chan struct{})}
-	if cfg.CountsCacheTTL <= 0 {
-		s.cfg.CountsCacheTTL = time.Second
+	if cfg.LeaseTTL <= 0 || cfg.HeartbeatInterval <= 0 || cfg.CountsCacheTTL <= 0 {
+		return nil, fmt.Errorf("runners: lease TTL %s, heartbeat interval %s and counts cache TTL %s must be positive",
+			cfg.LeaseTTL, cfg.HeartbeatInterval, cfg.CountsCacheTTL)
 	}
+	s := &Service{store: st, cfg: cfg, hub: hub, breaker: breaker, now: now, log: log, closing: make(chan struct{})}
 	if cfg.ExpectedVersion != "" {
 		c, err := expectedConstraint(cfg.ExpectedVersion)
 		if err != nil {

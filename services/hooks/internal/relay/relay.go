@@ -38,13 +38,13 @@ type Enqueuer interface {
 // Config tunes a Relay.
 type Config struct {
 	URLs      []string
-	Delivers  func(eventType string) bool
+	Delivers  func(eventType string) bool // nil delivers every type
 	MaxRetry  int
 	Timeout   time.Duration // per-attempt timeout; the task timeout adds a margin
 	Retention time.Duration // how long finished tasks keep their id taken
 	ClaimIdle time.Duration // XAUTOCLAIM min idle time
-	Batch     int           // entries per read (default 100)
-	Block     time.Duration // XREADGROUP block (default 500ms): bounds shutdown time
+	Batch     int           // entries per read or claim (config.Hooks.RelayBatch)
+	Block     time.Duration // XREADGROUP block (config.Hooks.RelayBlock): bounds shutdown time
 	// BeforeAck, when set, runs before each acknowledgement; an error stops
 	// Run with it, leaving the entries pending (tests simulate a crash here).
 	BeforeAck func(ids []string) error
@@ -72,15 +72,6 @@ type Relay struct {
 
 // New returns a relay reading outbox and enqueueing into queue.
 func New(cfg Config, outbox *store.OutboxReader, queue Enqueuer, m *metrics.Metrics, log *slog.Logger) *Relay {
-	if cfg.Batch <= 0 {
-		cfg.Batch = 100
-	}
-	if cfg.Block <= 0 {
-		cfg.Block = 500 * time.Millisecond
-	}
-	if cfg.Delivers == nil {
-		cfg.Delivers = func(string) bool { return true }
-	}
 	if cfg.TracerProvider == nil {
 		cfg.TracerProvider = otel.GetTracerProvider()
 	}
@@ -228,7 +219,7 @@ func (r *Relay) relay(ctx context.Context, msg store.OutboxEntry) error {
 	case len(r.cfg.URLs) == 0:
 		r.metrics.RelayEvents.WithLabelValues(metrics.RelayHooksOff).Inc()
 		return nil
-	case !r.cfg.Delivers(ev.Type):
+	case r.cfg.Delivers != nil && !r.cfg.Delivers(ev.Type):
 		r.metrics.RelayEvents.WithLabelValues(metrics.RelayFiltered).Inc()
 		return nil
 	}
