@@ -52,7 +52,7 @@ func TestTracing(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	telemetry.TraceRedis(rdb, tp)
 	var logs testkit.SyncBuffer
-	log, err := logging.NewTo(&logs, wire.LoggerConfig{Level: wire.LogInfo, Format: "json"})
+	log, err := logging.NewTo(&logs, logging.Config{Level: logging.LevelInfo, Format: "json"})
 	if err != nil {
 		t.Fatal(err)
 	}
