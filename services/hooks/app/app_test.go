@@ -22,6 +22,7 @@ import (
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/admin"
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
@@ -244,8 +245,14 @@ func TestClientErrorArchivedAndReplayed(t *testing.T) {
 		defer resp.Body.Close()
 		return resp, []byte(mustRead(t, resp))
 	}
-	if resp, _ := call("GET", base, ""); resp.StatusCode != http.StatusUnauthorized {
+	if resp, body := call("GET", base, ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no key: %d", resp.StatusCode)
+	} else {
+		var p problem.Problem
+		if err := json.Unmarshal(body, &p); err != nil || p.Type != problem.TypeUnauthorized || p.Status != 401 ||
+			resp.Header.Get("Content-Type") != problem.ContentType {
+			t.Errorf("no key: %s %s (%v), want a problem of type %s", resp.Header.Get("Content-Type"), body, err, problem.TypeUnauthorized)
+		}
 	}
 	if resp, _ := call("GET", base, "wrong-key-0123456789"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong key: %d", resp.StatusCode)
