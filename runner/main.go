@@ -154,7 +154,7 @@ func loadConfig(args []string, stderr io.Writer) (config.Runner, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	cfg.LogLevel = wire.LogLevel(*logLevel)
+	cfg.LogLevel = logging.Level(*logLevel)
 	cfg.Labels = labels.m
 	if cfg.VersionFile != "" {
 		b, err := os.ReadFile(cfg.VersionFile)

@@ -20,6 +20,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/runner/executor"
 	"github.com/yggdrasil-cp/yggdrasil/runner/state"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -109,13 +110,13 @@ func (h *harness) wait(limit time.Duration) error {
 
 func (h *harness) runnerID() string {
 	h.t.Helper()
-	waitFor(h.t, "registration", 5*time.Second, func() bool { return h.a.session() != nil })
+	testkit.Eventually(h.t, 5*time.Second, func() bool { return h.a.session() != nil }, "registration")
 	return h.a.session().id
 }
 
 func waitStatus(t *testing.T, f *fakeController, id string, want wire.TaskStatus) fakeTask {
 	t.Helper()
-	waitFor(t, "task "+id+" "+string(want), 10*time.Second, func() bool { return f.task(id).Status == want })
+	testkit.Eventually(t, 10*time.Second, func() bool { return f.task(id).Status == want }, "%s", "task "+id+" "+string(want))
 	return f.task(id)
 }
 
@@ -154,21 +155,21 @@ func TestRunsShellTaskAndReportsResultWithEpoch(t *testing.T) {
 		t.Fatalf("failed task: %+v %q", res, task.Error)
 	}
 	// heartbeats carry resources, version, running count and activity
-	waitFor(t, "a heartbeat", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		var ok bool
 		f.with(func() { ok = len(f.heartbeats) > 0 })
 		return ok
-	})
+	}, "a heartbeat")
 	f.with(func() {
 		hb := f.heartbeats[len(f.heartbeats)-1].p
 		if hb.Resources == nil || hb.Resources.CPUPercent != 12.5 || hb.Version != "1.0.0" || hb.TasksRunning == nil || hb.LeaseEpoch != 1 {
 			t.Errorf("heartbeat %+v", hb)
 		}
 	})
-	waitFor(t, "the state dir to hold no result", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		results, _ := h.st.Results()
 		return len(results) == 0
-	})
+	}, "the state dir to hold no result")
 }
 
 func TestTasksFromHeartbeatsOnly(t *testing.T) {
@@ -217,14 +218,14 @@ func TestHeartbeat409ReRegistersAsSameRunner(t *testing.T) {
 	h := startAgent(t, f, t.TempDir(), nil)
 	id := h.runnerID()
 	f.with(func() { f.runners[id].offline = true })
-	waitFor(t, "re-registration", 5*time.Second, func() bool { return f.runner(id).epoch == 2 && !f.runner(id).offline })
+	testkit.Eventually(t, 5*time.Second, func() bool { return f.runner(id).epoch == 2 && !f.runner(id).offline }, "re-registration")
 	f.with(func() {
 		last := f.registers[len(f.registers)-1]
 		if last.RunnerID != id || len(f.registers) != 2 {
 			t.Fatalf("registers %+v", f.registers)
 		}
 	})
-	waitFor(t, "session epoch 2", 5*time.Second, func() bool { return h.a.session().epoch == 2 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return h.a.session().epoch == 2 }, "session epoch 2")
 	ident, ok, _ := h.st.Identity()
 	if !ok || ident.RunnerID != id || ident.Epoch != 2 || ident.Token != f.runner(id).token {
 		t.Fatalf("identity %+v", ident)
@@ -241,10 +242,10 @@ func TestHeartbeat404RegistersAnew(t *testing.T) {
 	h := startAgent(t, f, t.TempDir(), nil)
 	id := h.runnerID()
 	f.with(func() { delete(f.runners, id) })
-	waitFor(t, "a new registration", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		s := h.a.session()
 		return s != nil && s.id != id
-	})
+	}, "a new registration")
 	f.with(func() {
 		if last := f.registers[len(f.registers)-1]; last.RunnerID != "" {
 			t.Fatalf("registered anew with id %q", last.RunnerID)
@@ -268,11 +269,11 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	}
 	h := startAgent(t, f, t.TempDir(), nil)
 	h.runnerID()
-	waitFor(t, "heartbeat after the 503", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		var n int
 		f.with(func() { n = len(f.heartbeats) })
 		return n >= 3
-	})
+	}, "heartbeat after the 503")
 	f.with(func() {
 		gap := f.heartbeats[2].at.Sub(refused)
 		if gap < 950*time.Millisecond || gap > 2*time.Second {
@@ -291,11 +292,11 @@ func TestTooManyRequestsWithoutRetryAfterBacksOff(t *testing.T) {
 	}
 	h := startAgent(t, f, t.TempDir(), nil)
 	h.runnerID()
-	waitFor(t, "heartbeats to succeed again", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		var n int
 		f.with(func() { n = len(f.heartbeats) })
 		return n >= 7
-	})
+	}, "heartbeats to succeed again")
 	f.with(func() {
 		// retries come within the interval (100 ms) and registration is untouched
 		for i := 2; i < 6; i++ {
@@ -314,11 +315,11 @@ func TestNetworkErrorsAreRetriedWithoutReRegistering(t *testing.T) {
 	h := startAgent(t, f, t.TempDir(), nil)
 	id := h.runnerID()
 	f.with(func() { f.dropConns = 4 })
-	waitFor(t, "heartbeats to succeed again", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		var n, drops int
 		f.with(func() { n, drops = len(f.heartbeats), f.dropConns })
 		return drops == 0 && n >= 7
-	})
+	}, "heartbeats to succeed again")
 	if f.runner(id).epoch != 1 {
 		t.Fatal("a network error must not cost the lease")
 	}
@@ -373,11 +374,11 @@ func TestCancelTaskIDsKillsTheTask(t *testing.T) {
 	tid := f.dispatch(id, "shell", executor.ShellPayload{Command: fmt.Sprintf("sleep 30 & echo $! > %s; wait", pidFile)})
 	waitStatus(t, f, tid, wire.TaskRunning)
 	var pid int
-	waitFor(t, "pid file", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		b, err := os.ReadFile(pidFile)
 		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil && pid > 0
-	})
+	}, "pid file")
 	unknown := f.dispatch(id, "noop", nil)
 	f.with(func() {
 		f.tasks[unknown].Status = wire.TaskRunning // running on the controller, not here
@@ -387,11 +388,11 @@ func TestCancelTaskIDsKillsTheTask(t *testing.T) {
 	if !strings.Contains(task.Error, "cancelTaskIds") {
 		t.Fatalf("error %q", task.Error)
 	}
-	waitFor(t, "the task's child to die", 5*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
+	testkit.Eventually(t, 5*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }, "the task's child to die")
 	if got := waitStatus(t, f, unknown, wire.TaskFailed); !strings.Contains(got.Error, "not running on this runner") {
 		t.Fatalf("ack error %q", got.Error)
 	}
-	waitFor(t, "no running task", 5*time.Second, func() bool { return h.a.running() == 0 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return h.a.running() == 0 }, "no running task")
 }
 
 func TestTerminalConflictOnReportIsFinal(t *testing.T) {
@@ -401,11 +402,11 @@ func TestTerminalConflictOnReportIsFinal(t *testing.T) {
 	tid := f.dispatch(id, "shell", executor.ShellPayload{Command: "sleep 0.3"})
 	waitStatus(t, f, tid, wire.TaskRunning)
 	f.with(func() { f.tasks[tid].Status = wire.TaskCancelled }) // operator cancelled; the runner does not hear of it
-	waitFor(t, "the 409 on the report", 5*time.Second, func() bool { return len(f.task(tid).updates) == 2 })
-	waitFor(t, "the result to be dropped", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool { return len(f.task(tid).updates) == 2 }, "the 409 on the report")
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		r, _ := h.st.Results()
 		return len(r) == 0 && h.a.queued() == 0
-	})
+	}, "the result to be dropped")
 	time.Sleep(200 * time.Millisecond)
 	if n := len(f.task(tid).updates); n != 2 {
 		t.Fatalf("a final 409 was retried: %d updates", n)
@@ -419,10 +420,10 @@ func TestResultSurvivesAgentRestart(t *testing.T) {
 	h := startAgent(t, f, dir, nil)
 	id := h.runnerID()
 	tid := f.dispatch(id, "shell", executor.ShellPayload{Command: "echo kept"})
-	waitFor(t, "the result to be queued", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		r, _ := h.st.Results()
 		return len(r) == 1
-	})
+	}, "the result to be queued")
 	if err := h.stop(); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Run: %v", err)
 	}
@@ -473,11 +474,11 @@ func TestRestartReportsTheTaskThatWasRunning(t *testing.T) {
 			if h.runnerID() != "rnr_old" {
 				t.Fatal("came back as another runner")
 			}
-			waitFor(t, "the lost task to be settled", 5*time.Second, func() bool {
+			testkit.Eventually(t, 5*time.Second, func() bool {
 				r, _ := h.st.Results()
 				run, _ := h.st.Running()
 				return len(r) == 0 && len(run) == 0 && h.a.queued() == 0
-			})
+			}, "the lost task to be settled")
 			task := f.task(tid)
 			if task.Status != wire.TaskFailed {
 				t.Fatalf("status %s", task.Status)
@@ -503,7 +504,7 @@ func TestDrainFinishesTasksThenDeregisters(t *testing.T) {
 	tid := f.dispatch(id, "shell", executor.ShellPayload{Command: "sleep 0.4; echo done"})
 	waitStatus(t, f, tid, wire.TaskRunning)
 	h.drain()
-	waitFor(t, "draining", 2*time.Second, func() bool { return h.a.activity() == wire.RunnerDraining })
+	testkit.Eventually(t, 2*time.Second, func() bool { return h.a.activity() == wire.RunnerDraining }, "draining")
 	late := f.dispatch(id, "shell", executor.ShellPayload{Command: "true"})
 	if err := h.wait(10 * time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -588,11 +589,11 @@ func TestUpdateDrainsRunsCommandAndExits(t *testing.T) {
 	if h2.runnerID() != id {
 		t.Fatal("not the same runner after the update")
 	}
-	waitFor(t, "update cleared", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		var cleared bool
 		f.with(func() { cleared = f.update == nil && f.runners[id].version == "2.0.0" })
 		return cleared
-	})
+	}, "update cleared")
 }
 
 func TestFailedUpdateResumesWork(t *testing.T) {
@@ -600,10 +601,10 @@ func TestFailedUpdateResumesWork(t *testing.T) {
 	h := startAgent(t, f, t.TempDir(), nil)
 	id := h.runnerID()
 	f.with(func() { f.update = &wire.PendingUpdate{Version: "2.0.0", Command: "echo nope >&2; exit 3"} })
-	waitFor(t, "the update attempt", 5*time.Second, func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		u, ok, _ := h.st.LastUpdate()
 		return ok && u.Version == "2.0.0"
-	})
+	}, "the update attempt")
 	tid := f.dispatch(id, "shell", executor.ShellPayload{Command: "true"})
 	waitStatus(t, f, tid, wire.TaskSucceeded)
 	select {
@@ -637,7 +638,7 @@ func TestHardStopInterruptsAnUpdateWaitingForTasks(t *testing.T) {
 	tid := f.dispatch(h.runnerID(), "shell", executor.ShellPayload{Command: "sleep 30"})
 	waitStatus(t, f, tid, wire.TaskRunning)
 	f.with(func() { f.update = &wire.PendingUpdate{Version: "2.0.0", Command: "true"} })
-	waitFor(t, "the update drain", 5*time.Second, func() bool { return h.a.activity() == wire.RunnerDraining })
+	testkit.Eventually(t, 5*time.Second, func() bool { return h.a.activity() == wire.RunnerDraining }, "the update drain")
 	if err := h.stop(); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Run: %v", err)
 	}

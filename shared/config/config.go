@@ -15,7 +15,6 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
-	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
 // Common is configuration every service reads.
@@ -28,7 +27,7 @@ type Common struct {
 	// keys fatal instead of a warning.
 	NodeEnv string `env:"NODE_ENV"`
 	// LogLevel (LOG_LEVEL, default info): error, warn, info or debug.
-	LogLevel wire.LogLevel `env:"LOG_LEVEL"`
+	LogLevel logging.Level `env:"LOG_LEVEL"`
 	// LogFormat (LOG_FORMAT, default json): json or simple.
 	LogFormat string `env:"LOG_FORMAT"`
 	// MetricsPrefix (METRICS_PREFIX, default "yggdrasil_"): prefix of every metric name.
@@ -39,15 +38,15 @@ type Common struct {
 const DefaultRedisURL = "redis://127.0.0.1:6379/0"
 
 func defaultCommon() Common {
-	return Common{NodeEnv: "development", LogLevel: wire.LogInfo, LogFormat: "json", MetricsPrefix: "yggdrasil_"}
+	return Common{NodeEnv: "development", LogLevel: logging.LevelInfo, LogFormat: "json", MetricsPrefix: "yggdrasil_"}
 }
 
 // Production reports whether NODE_ENV is production.
 func (c Common) Production() bool { return strings.EqualFold(c.NodeEnv, "production") }
 
 // Logger returns the logger configuration.
-func (c Common) Logger() wire.LoggerConfig {
-	return wire.LoggerConfig{Level: c.LogLevel, Format: c.LogFormat}
+func (c Common) Logger() logging.Config {
+	return logging.Config{Level: c.LogLevel, Format: c.LogFormat}
 }
 
 // RedisAddrURL returns RedisURL, or the default when it is empty.
@@ -59,7 +58,7 @@ func (c Common) RedisAddrURL() string {
 }
 
 // validateLogger checks LOG_LEVEL and LOG_FORMAT.
-func validateLogger(l wire.LoggerConfig) []error {
+func validateLogger(l logging.Config) []error {
 	var errs []error
 	if _, err := logging.ParseLevel(l.Level); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 )
 
 // UpdateExitCode is the exit status Ratatoskr uses after a successful
@@ -75,7 +75,7 @@ type Runner struct {
 	// task's process group when it is stopped.
 	KillGrace time.Duration `env:"KILL_GRACE"`
 	// LogLevel (LOG_LEVEL, default info) and LogFormat (LOG_FORMAT, default json).
-	LogLevel  wire.LogLevel `env:"LOG_LEVEL"`
+	LogLevel  logging.Level `env:"LOG_LEVEL"`
 	LogFormat string        `env:"LOG_FORMAT"`
 }
 
@@ -95,7 +95,7 @@ func DefaultRunner(builtVersion string) Runner {
 		BackoffMax:      30 * time.Second,
 		OutputTailBytes: 64 << 10,
 		KillGrace:       5 * time.Second,
-		LogLevel:        wire.LogInfo,
+		LogLevel:        logging.LevelInfo,
 		LogFormat:       "json",
 	}
 }
@@ -185,6 +185,6 @@ func (c Runner) Validate() error {
 }
 
 // Logger returns the logger configuration.
-func (c Runner) Logger() wire.LoggerConfig {
-	return wire.LoggerConfig{Level: c.LogLevel, Format: c.LogFormat}
+func (c Runner) Logger() logging.Config {
+	return logging.Config{Level: c.LogLevel, Format: c.LogFormat}
 }

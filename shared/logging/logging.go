@@ -9,32 +9,47 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-
-	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
-// ParseLevel maps a LogLevel to a slog level.
-func ParseLevel(l wire.LogLevel) (slog.Level, error) {
-	switch wire.LogLevel(strings.ToLower(string(l))) {
-	case wire.LogError:
+// Level is the minimum level a logger writes (LOG_LEVEL).
+type Level string
+
+// The levels.
+const (
+	LevelError Level = "error"
+	LevelWarn  Level = "warn"
+	LevelInfo  Level = "info"
+	LevelDebug Level = "debug"
+)
+
+// Config configures a logger: Level and Format ("json" or "simple").
+type Config struct {
+	Level  Level  `json:"level"`
+	Format string `json:"format"`
+}
+
+// ParseLevel maps a Level to a slog level.
+func ParseLevel(l Level) (slog.Level, error) {
+	switch Level(strings.ToLower(string(l))) {
+	case LevelError:
 		return slog.LevelError, nil
-	case wire.LogWarn, "warning":
+	case LevelWarn, "warning":
 		return slog.LevelWarn, nil
-	case wire.LogInfo, "":
+	case LevelInfo, "":
 		return slog.LevelInfo, nil
-	case wire.LogDebug:
+	case LevelDebug:
 		return slog.LevelDebug, nil
 	}
 	return 0, fmt.Errorf("unknown log level %q (want error, warn, info or debug)", l)
 }
 
 // New returns a logger writing to stderr.
-func New(cfg wire.LoggerConfig) (*slog.Logger, error) {
+func New(cfg Config) (*slog.Logger, error) {
 	return NewTo(os.Stderr, cfg)
 }
 
 // NewTo returns a logger writing to w.
-func NewTo(w io.Writer, cfg wire.LoggerConfig) (*slog.Logger, error) {
+func NewTo(w io.Writer, cfg Config) (*slog.Logger, error) {
 	lvl, err := ParseLevel(cfg.Level)
 	if err != nil {
 		return nil, err

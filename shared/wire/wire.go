@@ -233,20 +233,3 @@ type Problem struct {
 	// Field names the invalid field on a 422.
 	Field string `json:"field,omitempty"`
 }
-
-// LogLevel is the minimum level a Logger writes.
-type LogLevel string
-
-// Log levels.
-const (
-	LogError LogLevel = "error"
-	LogWarn  LogLevel = "warn"
-	LogInfo  LogLevel = "info"
-	LogDebug LogLevel = "debug"
-)
-
-// LoggerConfig configures a Logger: Level and Format ("json" or "simple").
-type LoggerConfig struct {
-	Level  LogLevel `json:"level"`
-	Format string   `json:"format"`
-}

@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
+	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1
 	github.com/yggdrasil-cp/yggdrasil/services/api v0.0.0
 	github.com/yggdrasil-cp/yggdrasil/services/hooks v0.0.0
 	github.com/yggdrasil-cp/yggdrasil/services/sweeper v0.0.0
@@ -37,7 +38,6 @@ require (
 	github.com/rivo/uniseg v0.2.0 // indirect
 	github.com/robfig/cron/v3 v3.0.1 // indirect
 	github.com/spf13/cast v1.10.0 // indirect
-	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
 	github.com/valyala/fasthttp v1.51.0 // indirect
 	github.com/valyala/tcplisten v1.0.0 // indirect

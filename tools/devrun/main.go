@@ -29,11 +29,11 @@ import (
 
 	apiapp "github.com/yggdrasil-cp/yggdrasil/services/api/app"
 	hooksapp "github.com/yggdrasil-cp/yggdrasil/services/hooks/app"
-	"github.com/yggdrasil-cp/yggdrasil/services/hooks/devreceiver"
 	sweeperapp "github.com/yggdrasil-cp/yggdrasil/services/sweeper/app"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/svcmain"
+	"github.com/yggdrasil-cp/yggdrasil/tools/devrun/devreceiver"
 )
 
 func main() {

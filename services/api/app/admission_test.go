@@ -11,6 +11,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/client"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -33,18 +34,18 @@ func TestMaxRunners(t *testing.T) {
 	}
 	e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "a"})
 	c := e.client(apiKey)
-	eventually(t, 5*time.Second, "admission full", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		st, err := c.Admission(ctx)
 		return err == nil && !st.Admitting && st.State == "full" && st.Reason == "max_runners"
-	})
+	}, "admission full")
 	// one leaves: admission reopens (counts are cached about a second)
 	if _, err := e.client(opKey).Offline(ctx, wire.OfflinePayload{RunnerID: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "admission closed again", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		st, err := c.Admission(ctx)
 		return err == nil && st.Admitting && st.State == "closed"
-	})
+	}, "admission closed again")
 	e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "c"})
 }
 
@@ -58,14 +59,14 @@ func TestBreakerOpensWhenRedisDiesAndClosesWhenItReturns(t *testing.T) {
 	e.redis.Stop()
 	// heartbeats fail while Redis is gone (503, never a Redis error), and
 	// count towards the breaker
-	eventually(t, 20*time.Second, "breaker open", func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		_, err := runner.Heartbeat(ctx, wire.HeartbeatPayload{RunnerID: "a"})
 		if s := client.StatusOf(err); s != http.StatusServiceUnavailable && s != http.StatusUnauthorized {
 			t.Fatalf("heartbeat with Redis down = %v", err)
 		}
 		st, err := keyed.Admission(ctx)
 		return err == nil && st.State == "open" && !st.Admitting && st.Reason == "redis_unavailable"
-	})
+	}, "breaker open")
 	r := e.do("POST", "/runners/register", apiKey, `{"name":"n","version":"1"}`)
 	if r.status != 503 || r.header.Get("Retry-After") == "" {
 		t.Fatalf("register while open = %d %s", r.status, r.body)
@@ -80,10 +81,10 @@ func TestBreakerOpensWhenRedisDiesAndClosesWhenItReturns(t *testing.T) {
 	if err := e.redis.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "breaker closed", func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		st, err := keyed.Admission(ctx)
 		return err == nil && st.Admitting && st.State == "closed"
-	})
+	}, "breaker closed")
 	// the restarted Redis is empty: the runner registers again under its id
 	back := e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "a"})
 	if _, err := e.client(back.Token).Heartbeat(ctx, wire.HeartbeatPayload{RunnerID: "a", LeaseEpoch: back.LeaseEpoch}); err != nil {
@@ -95,7 +96,7 @@ func TestBreakerOpensWhenRedisDiesAndClosesWhenItReturns(t *testing.T) {
 	// the dispatch subscription came back too: a dispatch wakes a long poll
 	// well before its wait ends
 	rc, op := e.client(back.Token), e.client(opKey)
-	eventually(t, 15*time.Second, "long poll woken after the Redis restart", func() bool {
+	testkit.Eventually(t, 15*time.Second, func() bool {
 		type res struct {
 			n int
 			d time.Duration
@@ -116,7 +117,7 @@ func TestBreakerOpensWhenRedisDiesAndClosesWhenItReturns(t *testing.T) {
 			t.Fatal(err)
 		}
 		return r.n == 1 && r.d < 2*time.Second
-	})
+	}, "long poll woken after the Redis restart")
 }
 
 func TestAdmissionReportsQuarantine(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -74,26 +75,22 @@ func startWith(t testing.TB, srv *redistest.Server, rdb *redis.Client, log *slog
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("server did not shut down")
-		}
-	})
+	// The test's own transport, so that its keep-alive connections close
+	// with the test (after the server stopped) instead of idling in
+	// http.DefaultTransport, where goleak sees them.
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	testkit.Serve(t, func(ctx context.Context) error { return s.Serve(ctx, ln) })
 	e := &env{t: t, redis: srv, rdb: rdb, base: "http://" + ln.Addr().String(), cfg: cfg,
-		http: &http.Client{Timeout: 20 * time.Second}}
+		http: &http.Client{Timeout: 20 * time.Second, Transport: tr}}
 	return e
 }
 
-func (e *env) client(cred string) *client.Client { return client.New(e.base, cred) }
+// client is the typed client over the env's transport, with the client's
+// default 30 s timeout.
+func (e *env) client(cred string) *client.Client {
+	return client.New(e.base, cred, client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: e.http.Transport}))
+}
 
 // resp is a raw answer.
 type resp struct {
@@ -173,18 +170,6 @@ func snapshot(t testing.TB, rdb *redis.Client) string {
 		b.WriteString(k + "=" + v + "\n")
 	}
 	return b.String()
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func mustJSON(v any) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -29,13 +30,12 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	ln.Close()
 	cfg := config.DefaultAPI()
 	cfg.Port = port
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, store.Wrap(rdb), logging.Discard()) }()
+	run := testkit.Start(t, func(ctx context.Context) error { return app.Run(ctx, cfg, store.Wrap(rdb), logging.Discard()) })
 
-	c := client.New("http://127.0.0.1:"+strconv.Itoa(port), "", client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second}))
-	eventually(t, 5*time.Second, "health", func() bool { return c.Health(context.Background()) == nil })
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := client.New("http://127.0.0.1:"+strconv.Itoa(port), "", client.WithHTTPClient(&http.Client{Timeout: 30 * time.Second, Transport: tr}))
+	testkit.Eventually(t, 5*time.Second, func() bool { return c.Health(context.Background()) == nil }, "health")
 	reg, err := c.Register(context.Background(), wire.RegisterRunnerPayload{Name: "r", Version: "1"})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	t0 := time.Now()
-	cancel()
+	run.Cancel()
 	select {
 	case err := <-polled:
 		if err != nil {
@@ -56,13 +56,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("long poll held the shutdown")
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(12 * time.Second):
-		t.Fatal("Run did not return")
+	if err := run.Stop(); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 	t.Logf("shut down in %v", time.Since(t0))
 }

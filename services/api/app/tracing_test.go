@@ -1,10 +1,8 @@
 package app_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -17,26 +15,14 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
-// syncBuffer is a log sink the server writes to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []map[string]any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// jsonLines decodes the JSON log lines a server wrote.
+func jsonLines(s string) []map[string]any {
 	var out []map[string]any
-	for _, l := range strings.Split(s.b.String(), "\n") {
+	for _, l := range strings.Split(s, "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(l), &m) == nil {
 			out = append(out, m)
@@ -65,8 +51,8 @@ func TestTracing(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	store.Wrap(rdb).Trace(tp)
-	var logs syncBuffer
-	log, err := logging.NewTo(&logs, wire.LoggerConfig{Level: wire.LogInfo, Format: "json"})
+	var logs testkit.SyncBuffer
+	log, err := logging.NewTo(&logs, logging.Config{Level: logging.LevelInfo, Format: "json"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +155,7 @@ func TestTracing(t *testing.T) {
 
 	// The request log line carries the trace id.
 	found := false
-	for _, l := range logs.lines() {
+	for _, l := range jsonLines(logs.String()) {
 		if l["msg"] == "request" && l["route"] == "/runners/heartbeat" && l["trace_id"] == parentTrace {
 			found = true
 		}

@@ -23,8 +23,10 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/admin"
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -61,7 +63,7 @@ func TestOfflineRunnerGivesOneSignedDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "one delivery", func() bool { return recv.count() == 1 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return recv.count() == 1 }, "one delivery")
 
 	hits, _ := recv.snapshot()
 	h := hits[0]
@@ -98,16 +100,16 @@ func TestOfflineRunnerGivesOneSignedDelivery(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("event data (-want +got):\n%s", d)
 	}
-	waitFor(t, 2*time.Second, "delivered counted", func() bool { return delivered(inst.metrics) == 1 })
+	testkit.Eventually(t, 2*time.Second, func() bool { return delivered(inst.metrics) == 1 }, "delivered counted")
 	if n, _ := histogram(t, inst.metrics.Attempts, metrics.OutcomeDelivered); n != 1 {
 		t.Errorf("attempts observations = %d, want 1", n)
 	}
 	// The registration was filtered out (HOOK_EVENTS=runner.offline), and
 	// both entries are acknowledged and trimmed.
-	waitFor(t, 2*time.Second, "outbox drained", func() bool {
+	testkit.Eventually(t, 2*time.Second, func() bool {
 		st := outboxStats(t, rdb)
 		return st.Pending == 0 && st.Length == 0
-	})
+	}, "outbox drained")
 	if got := testutil.ToFloat64(inst.metrics.RelayEvents.WithLabelValues(metrics.RelayFiltered)); got != 1 {
 		t.Errorf("filtered = %v, want 1", got)
 	}
@@ -154,7 +156,7 @@ func TestServerErrorsRetriedWithOneWebhookID(t *testing.T) {
 	if _, err := s.Deregister(context.Background(), "r-0000", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "delivered after retries", func() bool { return delivered(inst.metrics) == 1 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return delivered(inst.metrics) == 1 }, "delivered after retries")
 	hits, per := recv.snapshot()
 	if len(hits) != 4 || len(per) != 1 {
 		t.Fatalf("got %d attempts over %d webhook-ids, want 4 over 1: %v", len(hits), len(per), per)
@@ -190,9 +192,9 @@ func TestRetryAfterAndExhaustion(t *testing.T) {
 	if _, err := s.Deregister(context.Background(), "r-0000", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "exhausted", func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		return testutil.ToFloat64(inst.metrics.Deliveries.WithLabelValues(metrics.OutcomeExhausted, "5xx")) == 1
-	})
+	}, "exhausted")
 	hits, _ := recv.snapshot()
 	if len(hits) != 2 {
 		t.Fatalf("attempts = %d, want 2 (1 + HOOK_MAX_RETRIES)", len(hits))
@@ -223,10 +225,10 @@ func TestClientErrorArchivedAndReplayed(t *testing.T) {
 	if _, err := s.Deregister(context.Background(), "r-0000", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "two permanent failures", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		return testutil.ToFloat64(inst.metrics.Deliveries.WithLabelValues(metrics.OutcomeFailed, "4xx")) == 1 &&
 			testutil.ToFloat64(inst.metrics.Deliveries.WithLabelValues(metrics.OutcomeFailed, "3xx")) == 1
-	})
+	}, "two permanent failures")
 	if target.count() != 0 {
 		t.Errorf("redirect was followed")
 	}
@@ -244,22 +246,28 @@ func TestClientErrorArchivedAndReplayed(t *testing.T) {
 		defer resp.Body.Close()
 		return resp, []byte(mustRead(t, resp))
 	}
-	if resp, _ := call("GET", base, ""); resp.StatusCode != http.StatusUnauthorized {
+	if resp, body := call("GET", base, ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no key: %d", resp.StatusCode)
+	} else {
+		var p problem.Problem
+		if err := json.Unmarshal(body, &p); err != nil || p.Type != problem.TypeUnauthorized || p.Status != 401 ||
+			resp.Header.Get("Content-Type") != problem.ContentType {
+			t.Errorf("no key: %s %s (%v), want a problem of type %s", resp.Header.Get("Content-Type"), body, err, problem.TypeUnauthorized)
+		}
 	}
 	if resp, _ := call("GET", base, "wrong-key-0123456789"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong key: %d", resp.StatusCode)
 	}
 	key := cfg.AdminAPIKeys[0]
 	var list admin.ArchivedList
-	waitFor(t, 5*time.Second, "two archived deliveries", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		resp, body := call("GET", base, key)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("list: %d %s", resp.StatusCode, body)
 		}
 		_ = json.Unmarshal(body, &list)
 		return list.Total == 2 && len(list.Items) == 2
-	})
+	}, "two archived deliveries")
 	var id string
 	for _, d := range list.Items {
 		if d.URL == recv.URL {
@@ -275,7 +283,7 @@ func TestClientErrorArchivedAndReplayed(t *testing.T) {
 	if resp, body := call("POST", base+"/"+id+"/retry", key); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("retry: %d %s", resp.StatusCode, body)
 	}
-	waitFor(t, 5*time.Second, "replayed delivery", func() bool { return delivered(inst.metrics) == 1 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return delivered(inst.metrics) == 1 }, "replayed delivery")
 	hits, per := recv.snapshot()
 	if len(hits) != 2 || len(per) != 1 {
 		t.Fatalf("receiver got %d requests over %d ids, want 2 over 1", len(hits), len(per))
@@ -307,9 +315,9 @@ func TestStoppedMidDeliveryDeliversAfterRestart(t *testing.T) {
 	if _, err := s.Deregister(context.Background(), "r-0000", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "delivery in flight", func() bool { return recv.count() == 1 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return recv.count() == 1 }, "delivery in flight")
 	began := time.Now()
-	if err := first.stop(t); err != nil {
+	if err := first.run.Stop(); err != nil {
 		t.Fatalf("first run: %v", err)
 	}
 	if d := time.Since(began); d > 3*time.Second {
@@ -318,7 +326,7 @@ func TestStoppedMidDeliveryDeliversAfterRestart(t *testing.T) {
 	once.Do(func() { close(release) })
 
 	second := start(t, cfg, rdb, options{})
-	waitFor(t, 10*time.Second, "delivered after restart", func() bool { return delivered(second.metrics) == 1 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return delivered(second.metrics) == 1 }, "delivered after restart")
 	_, per := recv.snapshot()
 	if len(per) != 1 {
 		t.Fatalf("webhook-ids: %v", per)
@@ -341,11 +349,10 @@ func TestRelayCrashBeforeAckDoesNotDoubleDeliver(t *testing.T) {
 	}
 	first := startNoWait(t, cfg, rdb, options{beforeAck: func([]string) error { return crash }})
 	select {
-	case err := <-first.done:
-		if !errors.Is(err, crash) {
+	case <-first.run.Done():
+		if err := first.run.Err(); !errors.Is(err, crash) {
 			t.Fatalf("first run returned %v, want the simulated crash", err)
 		}
-		close(first.done)
 	case <-time.After(10 * time.Second):
 		t.Fatal("the relay did not reach the ack")
 	}
@@ -357,12 +364,12 @@ func TestRelayCrashBeforeAckDoesNotDoubleDeliver(t *testing.T) {
 	// HOOK_CLAIM_IDLE_MS: by then the tasks are finished, and the dedup
 	// retention keeps their ids taken, so the re-enqueue conflicts.
 	second := start(t, cfg, rdb, options{})
-	waitFor(t, 10*time.Second, "outbox drained", func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		st := outboxStats(t, rdb)
 		return st.Pending == 0 && st.Lag == 0
-	})
-	waitFor(t, 10*time.Second, "five deliveries", func() bool { return recv.count() >= 5 })
-	waitFor(t, 5*time.Second, "queue idle", func() bool { return queueIdle(t, rdb) })
+	}, "outbox drained")
+	testkit.Eventually(t, 10*time.Second, func() bool { return recv.count() >= 5 }, "five deliveries")
+	testkit.Eventually(t, 5*time.Second, func() bool { return queueIdle(t, rdb) }, "queue idle")
 	time.Sleep(3 * time.Duration(cfg.HookClaimIdleMs) * time.Millisecond) // room for a duplicate to show up
 	_, per := recv.snapshot()
 	if len(per) != 5 {
@@ -425,8 +432,8 @@ func TestThousandRunnersOffline(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "1000 deliveries", func() bool { return recv.count() >= n })
-	waitFor(t, 5*time.Second, "queue idle", func() bool { return queueIdle(t, rdb) })
+	testkit.Eventually(t, 60*time.Second, func() bool { return recv.count() >= n }, "1000 deliveries")
+	testkit.Eventually(t, 5*time.Second, func() bool { return queueIdle(t, rdb) }, "queue idle")
 	hits, per := recv.snapshot()
 	if len(hits) != n || len(per) != n {
 		t.Fatalf("%d requests over %d webhook-ids, want %d and %d", len(hits), len(per), n, n)
@@ -467,11 +474,11 @@ func TestMalformedEntryAckedAndSkipped(t *testing.T) {
 	if _, err := s.Deregister(ctx, "r-0000", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the real event delivered", func() bool { return delivered(inst.metrics) == 1 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return delivered(inst.metrics) == 1 }, "the real event delivered")
 	if got := testutil.ToFloat64(inst.metrics.RelayEvents.WithLabelValues(metrics.RelayMalformed)); got != 2 {
 		t.Errorf("malformed = %v, want 2", got)
 	}
-	waitFor(t, 2*time.Second, "outbox drained", func() bool { st := outboxStats(t, rdb); return st.Pending == 0 && st.Length == 0 })
+	testkit.Eventually(t, 2*time.Second, func() bool { st := outboxStats(t, rdb); return st.Pending == 0 && st.Length == 0 }, "outbox drained")
 }
 
 func TestHooksOffStillDrains(t *testing.T) {
@@ -481,10 +488,10 @@ func TestHooksOffStillDrains(t *testing.T) {
 	cfg.HookEvents = []string{"*"}
 	inst := start(t, cfg, rdb, options{})
 	registerRunners(t, s, "r", 3, time.Minute)
-	waitFor(t, 5*time.Second, "drained", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		st := outboxStats(t, rdb)
 		return st.Pending == 0 && st.Length == 0 && st.Lag == 0
-	})
+	}, "drained")
 	if got := testutil.ToFloat64(inst.metrics.RelayEvents.WithLabelValues(metrics.RelayHooksOff)); got != 3 {
 		t.Errorf("hooks_off = %v, want 3", got)
 	}
@@ -499,12 +506,12 @@ func TestRedisRestartRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The stream and group are gone with the old Redis: the relay recreates them.
-	waitFor(t, 10*time.Second, "re-registered after restart", func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, _, err := s.Register(context.Background(), store.RegisterParams{ID: "r-0000", Name: "n", TokenHash: "h", LeaseTTL: time.Minute})
 		return err == nil
-	})
+	}, "re-registered after restart")
 	if _, err := s.Deregister(context.Background(), "r-0000", 0, ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "delivered after a Redis restart", func() bool { return delivered(inst.metrics) == 1 })
+	testkit.Eventually(t, 15*time.Second, func() bool { return delivered(inst.metrics) == 1 }, "delivered after a Redis restart")
 }

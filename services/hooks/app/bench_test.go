@@ -14,6 +14,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -70,7 +71,7 @@ func BenchmarkOfflineToWebhook(b *testing.B) {
 			}(w)
 		}
 		wg.Wait()
-		waitFor(b, 60*time.Second, "1000 webhooks", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= n })
+		testkit.Eventually(b, 60*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= n }, "1000 webhooks")
 		b.StopTimer()
 
 		mu.Lock()

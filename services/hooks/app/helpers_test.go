@@ -23,6 +23,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 )
 
 // testSecret is the Standard Webhooks example secret (24 bytes).
@@ -52,8 +53,7 @@ func testConfig(urls ...string) config.Hooks {
 type instance struct {
 	addr    string
 	metrics *metrics.Metrics
-	cancel  context.CancelFunc
-	done    chan error
+	run     *testkit.Running
 }
 
 // start runs the service until stop (or the end of the test) and waits
@@ -61,14 +61,14 @@ type instance struct {
 func start(t testing.TB, cfg config.Hooks, rdb redis.UniversalClient, opt options) *instance {
 	t.Helper()
 	inst := startNoWait(t, cfg, rdb, opt)
-	waitFor(t, 5*time.Second, "service ready", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		resp, err := http.Get("http://" + inst.addr + "/ready")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	})
+	}, "service ready")
 	return inst
 }
 
@@ -80,35 +80,16 @@ func startNoWait(t testing.TB, cfg config.Hooks, rdb redis.UniversalClient, opt 
 		t.Fatal(err)
 	}
 	opt.listener = ln
-	inst := &instance{addr: ln.Addr().String(), done: make(chan error, 1)}
+	inst := &instance{addr: ln.Addr().String()}
 	mch := make(chan *metrics.Metrics, 1)
 	opt.metrics = func(m *metrics.Metrics) { mch <- m }
-	ctx, cancel := context.WithCancel(context.Background())
-	inst.cancel = cancel
-	go func() { inst.done <- run(ctx, cfg, store.Wrap(rdb), testLogger(), opt) }()
+	inst.run = testkit.Start(t, func(ctx context.Context) error { return run(ctx, cfg, store.Wrap(rdb), testLogger(), opt) })
 	select {
 	case inst.metrics = <-mch:
-	case err := <-inst.done:
-		t.Fatalf("hooks did not start: %v", err)
+	case <-inst.run.Done():
+		t.Fatalf("hooks did not start: %v", inst.run.Err())
 	}
-	t.Cleanup(func() { inst.stop(t) })
 	return inst
-}
-
-// stop cancels the service and waits for Run to return; it returns Run's error.
-func (i *instance) stop(t testing.TB) error {
-	t.Helper()
-	i.cancel()
-	select {
-	case err, ok := <-i.done:
-		if ok {
-			close(i.done)
-		}
-		return err
-	case <-time.After(15 * time.Second):
-		t.Fatalf("hooks did not stop within 15s")
-	}
-	return nil
 }
 
 // hit is one request a receiver got.
@@ -181,17 +162,6 @@ func verify(secret string, h hit) error {
 		}
 	}
 	return fmt.Errorf("no signature in %q matches %s", h.sig, want)
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // registerRunners registers n runners with ids prefix-0..n-1.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 )
 
 // The dev launcher runs every service on an embedded miniredis: the relay
@@ -35,7 +36,7 @@ func TestRunsOnMiniredis(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "three deliveries after one retry each", func() bool { return delivered(inst.metrics) == 3 })
+	testkit.Eventually(t, 10*time.Second, func() bool { return delivered(inst.metrics) == 3 }, "three deliveries after one retry each")
 	hits, per := recv.snapshot()
 	if len(hits) != 6 || len(per) != 3 {
 		t.Fatalf("%d requests over %d ids, want 6 over 3", len(hits), len(per))
@@ -45,7 +46,7 @@ func TestRunsOnMiniredis(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	waitFor(t, 2*time.Second, "outbox drained", func() bool { st := outboxStats(t, rdb); return st.Pending == 0 && st.Length == 0 })
+	testkit.Eventually(t, 2*time.Second, func() bool { st := outboxStats(t, rdb); return st.Pending == 0 && st.Length == 0 }, "outbox drained")
 	resp, err := http.Get("http://" + inst.addr + "/metrics")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("metrics: %v %v", resp, err)

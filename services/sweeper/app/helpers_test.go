@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -46,13 +46,7 @@ func startSweeper(t *testing.T, rdb redis.UniversalClient, cfg config.Sweeper) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = svc.Run(ctx) })
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return svc, stop
+	return svc, testkit.Serve(t, svc.Run)
 }
 
 func register(t testing.TB, st *store.Store, id string, ttl time.Duration) store.Lease {
@@ -64,18 +58,6 @@ func register(t testing.TB, st *store.Store, id string, ttl time.Duration) store
 		t.Fatalf("register %s: %v", id, err)
 	}
 	return lease
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func count(t *testing.T, rdb *redis.Client, status wire.RunnerStatus) int64 {

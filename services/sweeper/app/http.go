@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
@@ -31,7 +32,7 @@ func (s *Service) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.st.Ping(ctx); err != nil {
-		problem(w, http.StatusServiceUnavailable, "redis-unavailable", "Redis does not answer")
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.TypeRedisUnavailable, "Redis does not answer"))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -51,7 +52,7 @@ type quarantineView struct {
 func (s *Service) quarantineState(w http.ResponseWriter, r *http.Request) {
 	st, err := s.st.GetQuarantineState(r.Context())
 	if err != nil {
-		problem(w, http.StatusServiceUnavailable, "redis-unavailable", "cannot read the quarantine state")
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.TypeRedisUnavailable, "cannot read the quarantine state"))
 		return
 	}
 	v := quarantineView{Active: st.Active, Reason: st.Reason, Count: st.Count, Quarantined: st.Quarantined, ExitReason: st.ExitReason}
@@ -69,19 +70,19 @@ func (s *Service) quarantineState(w http.ResponseWriter, r *http.Request) {
 func (s *Service) release(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		if len(s.cfg.AdminAPIKeys) == 0 {
-			problem(w, http.StatusForbidden, "release-disabled", "set ADMIN_API_KEYS to confirm a quarantine release in production")
+			problem.Write(w, problem.New(http.StatusForbidden, problem.TypeReleaseDisabled, "set ADMIN_API_KEYS to confirm a quarantine release in production"))
 			return
 		}
-		problem(w, http.StatusUnauthorized, "unauthorized", "an operator key is required")
+		problem.Write(w, problem.New(http.StatusUnauthorized, problem.TypeUnauthorized, "an operator key is required"))
 		return
 	}
 	ex, err := s.st.ConfirmQuarantineRelease(r.Context())
 	if errors.Is(err, store.ErrNoQuarantine) {
-		problem(w, http.StatusConflict, "no-quarantine", "no quarantine is active")
+		problem.Write(w, problem.New(http.StatusConflict, problem.TypeNoQuarantine, "no quarantine is active"))
 		return
 	}
 	if err != nil {
-		problem(w, http.StatusServiceUnavailable, "redis-unavailable", "cannot end the quarantine")
+		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.TypeRedisUnavailable, "cannot end the quarantine"))
 		return
 	}
 	s.exited(ex)
@@ -103,13 +104,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// problem writes an RFC 9457 problem+json body.
-func problem(w http.ResponseWriter, code int, typ, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"type": "https://yggdrasil.dev/problems/" + typ, "title": http.StatusText(code), "status": code, "detail": detail,
-	})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -69,10 +70,10 @@ func TestTasksFailedBySweeperKeepTaskRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 		startSweeper(t, rdb, cfg)
-		eventually(t, 3*time.Second, "runner offline", func() bool {
+		testkit.Eventually(t, 3*time.Second, func() bool {
 			r, err := st.GetRunner(ctx, "dead")
 			return err == nil && r.Status == wire.RunnerOffline
-		})
+		}, "runner offline")
 		assertRetained(t, st, rdb, pending.ID, running.ID)
 	})
 
@@ -93,11 +94,11 @@ func TestTasksFailedBySweeperKeepTaskRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 		startSweeper(t, rdb, cfg)
-		eventually(t, 3*time.Second, "both tasks timed out", func() bool {
+		testkit.Eventually(t, 3*time.Second, func() bool {
 			a, _ := st.GetTask(ctx, pending.ID)
 			b, _ := st.GetTask(ctx, running.ID)
 			return a.Status == wire.TaskFailed && b.Status == wire.TaskFailed
-		})
+		}, "both tasks timed out")
 		assertRetained(t, st, rdb, pending.ID, running.ID)
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -48,10 +49,10 @@ func TestExpiredRunnerGoesOfflineAndItsTasksFail(t *testing.T) {
 	defer stopHB()
 	svc, _ := startSweeper(t, rdb, testConfig())
 
-	eventually(t, 3*time.Second, "dead runner offline", func() bool {
+	testkit.Eventually(t, 3*time.Second, func() bool {
 		r, err := st.GetRunner(ctx, "dead")
 		return err == nil && r.Status == wire.RunnerOffline
-	})
+	}, "dead runner offline")
 	r, _ := st.GetRunner(ctx, "dead")
 	if r.OfflineReason != wire.ReasonLeaseExpired {
 		t.Errorf("offline reason = %q, want %q", r.OfflineReason, wire.ReasonLeaseExpired)
@@ -72,9 +73,9 @@ func TestExpiredRunnerGoesOfflineAndItsTasksFail(t *testing.T) {
 		t.Errorf("runner.offline events (-want +got):\n%s", diff)
 	}
 	// metrics are recorded just after the transition is visible in Redis
-	eventually(t, time.Second, "transitions_total 1 and one detection lag observation", func() bool {
+	testkit.Eventually(t, time.Second, func() bool {
 		return val(svc.m.transitions) == 1 && histCount(t, svc) == 1
-	})
+	}, "transitions_total 1 and one detection lag observation")
 }
 
 func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
@@ -85,7 +86,7 @@ func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // only events (and the first scan) drive it
 	svc, _ := startSweeper(t, rdb, cfg)
-	eventually(t, 2*time.Second, "keyspace events enabled", func() bool { return val(svc.m.keyspaceEvents) == 1 })
+	testkit.Eventually(t, 2*time.Second, func() bool { return val(svc.m.keyspaceEvents) == 1 }, "keyspace events enabled")
 	flags, err := rdb.ConfigGet(ctx, "notify-keyspace-events").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -97,13 +98,13 @@ func TestMergesKeyspaceFlagsAndUsesEvents(t *testing.T) {
 	}
 	// the scan that follows the subscription must be over before r1
 	// exists, or it would learn r1's deadline and wake for it by itself
-	eventually(t, 2*time.Second, "subscribed and scanned", func() bool { return val(svc.m.scans.WithLabelValues(string(byEvent))) >= 1 })
+	testkit.Eventually(t, 2*time.Second, func() bool { return val(svc.m.scans.WithLabelValues(string(byEvent))) >= 1 }, "subscribed and scanned")
 	register(t, st, "r1", 100*time.Millisecond)
-	eventually(t, 3*time.Second, "r1 offline through its expiry event", func() bool {
+	testkit.Eventually(t, 3*time.Second, func() bool {
 		r, err := st.GetRunner(ctx, "r1")
 		return err == nil && r.Status == wire.RunnerOffline
-	})
-	eventually(t, time.Second, "the event-prompted transition counted", func() bool { return val(svc.m.eventTrans) == 1 })
+	}, "r1 offline through its expiry event")
+	testkit.Eventually(t, time.Second, func() bool { return val(svc.m.eventTrans) == 1 }, "the event-prompted transition counted")
 	if val(svc.m.eventsReceived) < 1 || val(svc.m.eventTrans) != 1 || val(svc.m.indexTrans) != 0 {
 		t.Errorf("events_received=%v event_transitions=%v index_transitions=%v, want >=1, 1, 0",
 			val(svc.m.eventsReceived), val(svc.m.eventTrans), val(svc.m.indexTrans))
@@ -117,11 +118,11 @@ func TestWorksFromTheIndexWhenConfigIsRefused(t *testing.T) {
 	st := store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet))
 	svc, _ := startSweeper(t, rdb, testConfig())
 	register(t, st, "r1", 100*time.Millisecond)
-	eventually(t, 3*time.Second, "r1 offline", func() bool {
+	testkit.Eventually(t, 3*time.Second, func() bool {
 		r, err := st.GetRunner(ctx, "r1")
 		return err == nil && r.Status == wire.RunnerOffline
-	})
-	eventually(t, time.Second, "the index transition counted", func() bool { return val(svc.m.indexTrans) == 1 })
+	}, "r1 offline")
+	testkit.Eventually(t, time.Second, func() bool { return val(svc.m.indexTrans) == 1 }, "the index transition counted")
 	if val(svc.m.keyspaceEvents) != 0 || val(svc.m.eventsReceived) != 0 || val(svc.m.indexTrans) != 1 {
 		t.Errorf("keyspace_events_enabled=%v events_received=%v index_transitions=%v, want 0, 0, 1",
 			val(svc.m.keyspaceEvents), val(svc.m.eventsReceived), val(svc.m.indexTrans))
@@ -224,7 +225,7 @@ func TestTwoSweepersRacingOn1000ExpiriesTransitionEachOnce(t *testing.T) {
 	defer rdbB.Close()
 	a, stopA := startSweeper(t, rdbA, testConfig())
 	b, stopB := startSweeper(t, rdbB, testConfig())
-	eventually(t, 15*time.Second, "1000 runners offline", func() bool { return count(t, rdb, wire.RunnerOffline) == n })
+	testkit.Eventually(t, 15*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == n }, "1000 runners offline")
 	stopA()
 	stopB()
 
@@ -252,22 +253,22 @@ func TestSweeperKilledWhileLeasesExpireCatchesUpOnRestart(t *testing.T) {
 	registerAll(t, st, ids, func(i int) time.Duration { return 100*time.Millisecond + time.Duration(i)*1200*time.Millisecond/n })
 
 	_, stop := startSweeper(t, rdb, testConfig())
-	eventually(t, 5*time.Second, "some runners offline", func() bool { return count(t, rdb, wire.RunnerOffline) >= 20 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) >= 20 }, "some runners offline")
 	stop() // killed mid-way
 	before := count(t, rdb, wire.RunnerOffline)
-	eventually(t, 5*time.Second, "every lease expired", func() bool {
+	testkit.Eventually(t, 5*time.Second, func() bool {
 		keys := make([]string, n)
 		for i, id := range ids {
 			keys[i] = store.LeaseKey(id)
 		}
 		left, err := rdb.Exists(ctx, keys...).Result()
 		return err == nil && left == 0
-	})
+	}, "every lease expired")
 	if before >= n {
 		t.Fatalf("the sweeper finished before it was killed (%d offline)", before)
 	}
 	_, _ = startSweeper(t, rdb, testConfig())
-	eventually(t, 5*time.Second, "all runners offline after restart", func() bool { return count(t, rdb, wire.RunnerOffline) == n })
+	testkit.Eventually(t, 5*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == n }, "all runners offline after restart")
 	events := outboxEvents(t, rdb, wire.EventRunnerOffline)
 	if len(events) != n || total(events) != n {
 		t.Errorf("runner.offline events: %d runners, %d events, want %d each once", len(events), total(events), n)
@@ -282,11 +283,11 @@ func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 	cfg := testConfig()
 	cfg.SweepIntervalMs = 60000 // no timed tick: only events, resubscription scans and the deadline wakes they schedule
 	svc, _ := startSweeper(t, rdb, cfg)
-	eventually(t, 2*time.Second, "subscribed", func() bool { return val(svc.m.subscriptions) == 1 })
+	testkit.Eventually(t, 2*time.Second, func() bool { return val(svc.m.subscriptions) == 1 }, "subscribed")
 
 	first := runnerIDs("first", 20)
 	registerAll(t, st, first, func(int) time.Duration { return 150 * time.Millisecond })
-	eventually(t, 3*time.Second, "first batch offline through events", func() bool { return count(t, rdb, wire.RunnerOffline) == 20 })
+	testkit.Eventually(t, 3*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == 20 }, "first batch offline through events")
 	// the last events of the first batch may still prompt a scan; once the
 	// sweeper is quiet, nothing it knows of is due before the tick, so only
 	// the resubscription scan can learn about the second batch
@@ -299,7 +300,7 @@ func TestPubSubConnectionKilledLosesNothing(t *testing.T) {
 	// these expire while the subscriber is away: their events are lost
 	second := runnerIDs("second", 20)
 	registerAll(t, st, second, func(int) time.Duration { return 20 * time.Millisecond })
-	eventually(t, 5*time.Second, "second batch offline after the resubscription scan", func() bool { return count(t, rdb, wire.RunnerOffline) == 40 })
+	testkit.Eventually(t, 5*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == 40 }, "second batch offline after the resubscription scan")
 	if got := val(svc.m.subscriptions); got < 2 {
 		t.Errorf("subscriptions = %v, want a resubscription before the second batch was found", got)
 	}
@@ -337,7 +338,7 @@ func TestMassExpiryQuarantinesThenRecoversAndReleasesTheRestAfterTheHold(t *test
 	svc, _ := startSweeper(t, rdb, cfg)
 
 	outage(t, rdb, lost) // every lost lease ends at the same instant
-	eventually(t, 3*time.Second, "20 runners unreachable", func() bool { return count(t, rdb, wire.RunnerUnreachable) == 20 })
+	testkit.Eventually(t, 3*time.Second, func() bool { return count(t, rdb, wire.RunnerUnreachable) == 20 }, "20 runners unreachable")
 	qs, err := st.GetQuarantineState(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -355,21 +356,21 @@ func TestMassExpiryQuarantinesThenRecoversAndReleasesTheRestAfterTheHold(t *test
 		t.Errorf("runner.unreachable events for %d runners, want 20", len(ev))
 	}
 	// the metrics follow the Redis state once the gate's answer is applied
-	eventually(t, time.Second, "quarantine metrics", func() bool {
+	testkit.Eventually(t, time.Second, func() bool {
 		return val(svc.m.qEntries) == 1 && val(svc.m.quarantineActive) == 1
-	})
+	}, "quarantine metrics")
 
 	// 12 come back with a heartbeat, under the same epoch, no re-registration
 	for _, id := range lost[:12] {
 		defer heartbeatLoop(t, st, id, epochs[id], ttl, 80*time.Millisecond)()
 	}
-	eventually(t, 2*time.Second, "12 runners back online", func() bool { return count(t, rdb, wire.RunnerOnline) == 16 })
+	testkit.Eventually(t, 2*time.Second, func() bool { return count(t, rdb, wire.RunnerOnline) == 16 }, "12 runners back online")
 	if task, _ := st.GetTask(ctx, kept.ID); task.Status != wire.TaskPending {
 		t.Errorf("task of a recovered runner is %s, want pending (kept)", task.Status)
 	}
 
 	// the hold expires: the other 8 take the normal offline transition
-	eventually(t, 4*time.Second, "8 runners offline after the hold", func() bool { return count(t, rdb, wire.RunnerOffline) == 8 })
+	testkit.Eventually(t, 4*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == 8 }, "8 runners offline after the hold")
 	want := map[string]int{}
 	for _, id := range lost[12:] {
 		want[id] = 1
@@ -380,10 +381,10 @@ func TestMassExpiryQuarantinesThenRecoversAndReleasesTheRestAfterTheHold(t *test
 	if task, _ := st.GetTask(ctx, dropped.ID); task.Status != wire.TaskFailed {
 		t.Errorf("task of a released runner is %s, want failed", task.Status)
 	}
-	eventually(t, time.Second, "quarantine ended", func() bool {
+	testkit.Eventually(t, time.Second, func() bool {
 		qs, _ = st.GetQuarantineState(ctx)
 		return !qs.Active && qs.Quarantined == 0 && val(svc.m.quarantineActive) == 0
-	})
+	}, "quarantine ended")
 	if qs.ExitReason != store.QuarantineHoldExpired || val(svc.m.qExits.WithLabelValues(store.QuarantineHoldExpired)) != 1 {
 		t.Errorf("exit reason %q, exits{hold_expired}=%v", qs.ExitReason, val(svc.m.qExits.WithLabelValues(store.QuarantineHoldExpired)))
 	}
@@ -410,16 +411,16 @@ func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 
 	t.Run("recovered", func(t *testing.T) {
 		outage(t, rdb, ids)
-		eventually(t, 3*time.Second, "quarantined", func() bool { return count(t, rdb, wire.RunnerUnreachable) == 12 })
+		testkit.Eventually(t, 3*time.Second, func() bool { return count(t, rdb, wire.RunnerUnreachable) == 12 }, "quarantined")
 		for _, id := range ids {
 			if _, err := st.Heartbeat(ctx, store.HeartbeatParams{RunnerID: id, Epoch: epochs[id], LeaseTTL: time.Minute}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 2*time.Second, "quarantine ended", func() bool {
+		testkit.Eventually(t, 2*time.Second, func() bool {
 			qs, _ := st.GetQuarantineState(ctx)
 			return !qs.Active && qs.ExitReason == store.QuarantineRecovered
-		})
+		}, "quarantine ended")
 		if count(t, rdb, wire.RunnerOnline) != 12 || len(outboxEvents(t, rdb, wire.EventRunnerRecovered)) != 12 {
 			t.Errorf("want 12 online runners and 12 runner.recovered events")
 		}
@@ -428,7 +429,7 @@ func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 	t.Run("operator", func(t *testing.T) {
 		_ = rdb.Del(ctx, store.RecentExpiriesKey())
 		outage(t, rdb, ids)
-		eventually(t, 3*time.Second, "quarantined again", func() bool { return count(t, rdb, wire.RunnerUnreachable) == 12 })
+		testkit.Eventually(t, 3*time.Second, func() bool { return count(t, rdb, wire.RunnerUnreachable) == 12 }, "quarantined again")
 		var state quarantineView
 		if code := doJSON(t, hs, "GET", "/quarantine", "", &state); code != 200 || !state.Active || state.Quarantined != 12 {
 			t.Fatalf("GET /quarantine = %d %+v", code, state)
@@ -439,7 +440,7 @@ func TestQuarantineEndsWhenEveryoneRecoversOrAnOperatorConfirms(t *testing.T) {
 		if code := doJSON(t, hs, "POST", "/quarantine/release", "operator-key-0123456789", nil); code != 200 {
 			t.Fatalf("release = %d, want 200", code)
 		}
-		eventually(t, 2*time.Second, "released runners offline", func() bool { return count(t, rdb, wire.RunnerOffline) == 12 })
+		testkit.Eventually(t, 2*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == 12 }, "released runners offline")
 		if code := doJSON(t, hs, "POST", "/quarantine/release", "operator-key-0123456789", nil); code != http.StatusConflict {
 			t.Errorf("second release = %d, want 409", code)
 		}
@@ -473,11 +474,11 @@ func TestTaskTimeoutFailsOnceAndTheNextHeartbeatCancelsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	eventually(t, 3*time.Second, "both slow tasks failed", func() bool {
+	testkit.Eventually(t, 3*time.Second, func() bool {
 		a, _ := st.GetTask(ctx, slowPending.ID)
 		b, _ := st.GetTask(ctx, slowRunning.ID)
 		return a.Status == wire.TaskFailed && b.Status == wire.TaskFailed
-	})
+	}, "both slow tasks failed")
 	for _, id := range []string{slowPending.ID, slowRunning.ID} {
 		if task, _ := st.GetTask(ctx, id); task.Error != store.TaskTimeoutError {
 			t.Errorf("task %s error = %q, want %q", id, task.Error, store.TaskTimeoutError)
@@ -496,9 +497,9 @@ func TestTaskTimeoutFailsOnceAndTheNextHeartbeatCancelsIt(t *testing.T) {
 	if stats["tasks_completed:failed"] != 2 {
 		t.Errorf("tasks_completed:failed = %d, want 2", stats["tasks_completed:failed"])
 	}
-	eventually(t, time.Second, "both timeouts counted", func() bool {
+	testkit.Eventually(t, time.Second, func() bool {
 		return val(svc.m.taskTimeouts.WithLabelValues("pending")) == 1 && val(svc.m.taskTimeouts.WithLabelValues("running")) == 1
-	})
+	}, "both timeouts counted")
 	if p, r := val(svc.m.taskTimeouts.WithLabelValues("pending")), val(svc.m.taskTimeouts.WithLabelValues("running")); p != 1 || r != 1 {
 		t.Errorf("task_timeouts pending=%v running=%v, want 1 and 1", p, r)
 	}
@@ -528,9 +529,7 @@ func TestServeAnswersAndShutsDownWithoutLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Serve(ctx, ln) }()
+	stop := testkit.Serve(t, func(ctx context.Context) error { return svc.Serve(ctx, ln) })
 	base := "http://" + ln.Addr().String()
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -549,15 +548,7 @@ func TestServeAnswersAndShutsDownWithoutLeaks(t *testing.T) {
 			t.Errorf("GET %s = %d, body lacks %q", path, resp.StatusCode, want)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve returned %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after cancel")
-	}
+	stop()
 	client.CloseIdleConnections()
 }
 
@@ -582,12 +573,12 @@ func quiet(t *testing.T, svc *Service, d time.Duration) {
 			val(svc.m.scans.WithLabelValues(string(byEvent)))
 	}
 	last, since := scans(), time.Now()
-	eventually(t, 2*time.Second, "the sweeper quiet", func() bool {
+	testkit.Eventually(t, 2*time.Second, func() bool {
 		if n := scans(); n != last {
 			last, since = n, time.Now()
 		}
 		return time.Since(since) >= d
-	})
+	}, "the sweeper quiet")
 }
 
 // outage makes every given lease end at the same instant, about 100 ms from
@@ -776,7 +767,7 @@ func TestAPIOutageQuarantinesBeforeAnyRunnerGoesOffline(t *testing.T) {
 	}
 
 	f.stop() // the outage
-	eventually(t, 3*ttl, "40 runners unreachable", func() bool { return count(t, rdb, wire.RunnerUnreachable) == 40 })
+	testkit.Eventually(t, 3*ttl, func() bool { return count(t, rdb, wire.RunnerUnreachable) == 40 }, "40 runners unreachable")
 	if n := count(t, rdb, wire.RunnerOffline); n != 0 {
 		t.Fatalf("%d runners offline in an API outage, want 0", n)
 	}
@@ -796,10 +787,10 @@ func TestAPIOutageQuarantinesBeforeAnyRunnerGoesOffline(t *testing.T) {
 
 	// the API is back: everyone heartbeats again, under the same epoch
 	startFleet(t, st, ids, epochs, ttl, every)
-	eventually(t, 3*time.Second, "quarantine ended, recovered", func() bool {
+	testkit.Eventually(t, 3*time.Second, func() bool {
 		qs, _ := st.GetQuarantineState(ctx)
 		return !qs.Active && qs.ExitReason == store.QuarantineRecovered
-	})
+	}, "quarantine ended, recovered")
 	if n := count(t, rdb, wire.RunnerOnline); n != 40 {
 		t.Errorf("%d online after the outage, want 40", n)
 	}
@@ -859,7 +850,7 @@ func TestGenuineLossesGoOfflineWithoutQuarantine(t *testing.T) {
 					fleets[id].stop()
 				}
 				gone += n
-				eventually(t, ttl+time.Second, "the stopped runners offline", func() bool { return count(t, rdb, wire.RunnerOffline) == int64(gone) })
+				testkit.Eventually(t, ttl+time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == int64(gone) }, "the stopped runners offline")
 				if took := time.Since(stopped); took > ttl+500*time.Millisecond {
 					t.Errorf("%d runners took %s to go offline (TTL %s)", n, took, ttl)
 				}
@@ -894,15 +885,15 @@ func TestWakesAtTheNextLeaseDeadline(t *testing.T) {
 		register(t, st, id, time.Duration(200+100*i)*time.Millisecond)
 	}
 	svc, _ := startSweeper(t, rdb, cfg)
-	eventually(t, 3*time.Second, "3 runners offline", func() bool { return count(t, rdb, wire.RunnerOffline) == 3 })
+	testkit.Eventually(t, 3*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == 3 }, "3 runners offline")
 	if val(svc.m.eventsReceived) != 0 || val(svc.m.scans.WithLabelValues(string(byTick))) != 1 {
 		t.Errorf("events=%v tick scans=%v, want 0 and only the first", val(svc.m.eventsReceived), val(svc.m.scans.WithLabelValues(string(byTick))))
 	}
 	// a scan is counted when it returns, just after its transitions are
 	// visible in Redis: wait for the count rather than race it
-	eventually(t, time.Second, "a deadline scan per deadline", func() bool {
+	testkit.Eventually(t, time.Second, func() bool {
 		return val(svc.m.scans.WithLabelValues(string(byDeadline))) >= 3
-	})
+	}, "a deadline scan per deadline")
 	if got := val(svc.m.scans.WithLabelValues(string(byDeadline))); got > 20 {
 		t.Errorf("deadline scans = %v, want one or a few per deadline", got)
 	}

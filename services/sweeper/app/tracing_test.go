@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -30,25 +30,22 @@ func TestSweepThatTransitionsIsTraced(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.tracer = tp.Tracer("test")
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = svc.Run(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	testkit.Serve(t, svc.Run)
 
 	time.Sleep(100 * time.Millisecond) // several empty ticks
 	if n := len(exp.GetSpans()); n != 0 {
 		t.Fatalf("empty ticks made %d spans", n)
 	}
 	register(t, store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet)), "traced", 100*time.Millisecond)
-	eventually(t, 3*time.Second, "runner offline", func() bool { return count(t, rdb, wire.RunnerOffline) == 1 })
-	eventually(t, time.Second, "sweep span", func() bool {
+	testkit.Eventually(t, 3*time.Second, func() bool { return count(t, rdb, wire.RunnerOffline) == 1 }, "runner offline")
+	testkit.Eventually(t, time.Second, func() bool {
 		for _, s := range exp.GetSpans() {
 			if s.Name == "sweep leases" {
 				return true
 			}
 		}
 		return false
-	})
+	}, "sweep span")
 	var sweep tracetest.SpanStub
 	children := 0
 	spans := exp.GetSpans()

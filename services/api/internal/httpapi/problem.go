@@ -12,17 +12,17 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
-	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
-// ProblemBase prefixes every problem type URI. The URIs are stable: clients
-// branch on them.
-const ProblemBase = "https://yggdrasil.dev/problems/"
+// ProblemBase prefixes every problem type URI (problem.Base). The URIs are
+// stable: clients branch on them.
+const ProblemBase = problem.Base
 
 // ContentTypeProblem is the media type of every error body (RFC 9457).
-const ContentTypeProblem = "application/problem+json"
+const ContentTypeProblem = problem.ContentType
 
 // BadRequestError is a body that is not the JSON the route expects.
 type BadRequestError struct{ Detail string }
@@ -34,7 +34,7 @@ var errNotReady = errors.New("not ready")
 
 type kind struct {
 	status int
-	typ    string
+	typ    string // a problem.Type… URI
 	title  string
 	detail string
 }
@@ -45,22 +45,22 @@ var domain = []struct {
 	err error
 	k   kind
 }{
-	{auth.ErrUnauthenticated, kind{401, "unauthorized", "Unauthorized", "a valid Authorization: Bearer credential is required"}},
-	{auth.ErrForbidden, kind{403, "forbidden", "Forbidden", "this credential may not perform this request"}},
-	{store.ErrRunnerNotFound, kind{404, "runner-not-found", "Runner not found", "no runner with this id: register it first"}},
-	{store.ErrTaskNotFound, kind{404, "task-not-found", "Task not found", "no task with this id for this runner"}},
-	{store.ErrStaleEpoch, kind{409, "stale-epoch", "Stale lease epoch", "the lease epoch is not the runner's current one: register again"}},
-	{store.ErrRunnerOffline, kind{409, "runner-offline", "Runner offline", "the runner is offline: register again"}},
-	{store.ErrAlreadyOffline, kind{409, "runner-offline", "Runner offline", "the runner is offline: register again"}},
-	{store.ErrRunnerUnreachable, kind{409, "runner-unreachable", "Runner unreachable", "the runner is quarantined as unreachable"}},
-	{store.ErrTaskTerminal, kind{409, "task-terminal", "Task finished", "the task is already finished and cannot change"}},
-	{store.ErrInvalidTransition, kind{409, "invalid-transition", "Invalid task transition", "the task cannot move from its current status to this one"}},
-	{store.ErrIdempotencyReused, kind{422, "idempotency-key-reused", "Idempotency-Key reused", "this Idempotency-Key was already used for a different request to this runner"}},
-	{store.ErrFleetFull, kind{503, "fleet-full", "Fleet full", "MAX_RUNNERS live runners are registered already"}},
-	{runners.ErrAdmissionClosed, kind{503, "admission-closed", "Admission closed", "registrations are suspended while the state store is failing"}},
-	{runners.ErrTooManyWaiters, kind{503, "long-poll-capacity", "Too many long polls", "this replica holds its maximum of long polls; retry"}},
-	{errNotReady, kind{503, "not-ready", "Not ready", "the state store does not answer"}},
-	{runners.ErrUnavailable, kind{503, "unavailable", "Service unavailable", "the state store is unavailable; retry later"}},
+	{auth.ErrUnauthenticated, kind{401, problem.TypeUnauthorized, "Unauthorized", "a valid Authorization: Bearer credential is required"}},
+	{auth.ErrForbidden, kind{403, problem.TypeForbidden, "Forbidden", "this credential may not perform this request"}},
+	{store.ErrRunnerNotFound, kind{404, problem.TypeRunnerNotFound, "Runner not found", "no runner with this id: register it first"}},
+	{store.ErrTaskNotFound, kind{404, problem.TypeTaskNotFound, "Task not found", "no task with this id for this runner"}},
+	{store.ErrStaleEpoch, kind{409, problem.TypeStaleEpoch, "Stale lease epoch", "the lease epoch is not the runner's current one: register again"}},
+	{store.ErrRunnerOffline, kind{409, problem.TypeRunnerOffline, "Runner offline", "the runner is offline: register again"}},
+	{store.ErrAlreadyOffline, kind{409, problem.TypeRunnerOffline, "Runner offline", "the runner is offline: register again"}},
+	{store.ErrRunnerUnreachable, kind{409, problem.TypeRunnerUnreachable, "Runner unreachable", "the runner is quarantined as unreachable"}},
+	{store.ErrTaskTerminal, kind{409, problem.TypeTaskTerminal, "Task finished", "the task is already finished and cannot change"}},
+	{store.ErrInvalidTransition, kind{409, problem.TypeInvalidTransition, "Invalid task transition", "the task cannot move from its current status to this one"}},
+	{store.ErrIdempotencyReused, kind{422, problem.TypeIdempotencyKeyReused, "Idempotency-Key reused", "this Idempotency-Key was already used for a different request to this runner"}},
+	{store.ErrFleetFull, kind{503, problem.TypeFleetFull, "Fleet full", "MAX_RUNNERS live runners are registered already"}},
+	{runners.ErrAdmissionClosed, kind{503, problem.TypeAdmissionClosed, "Admission closed", "registrations are suspended while the state store is failing"}},
+	{runners.ErrTooManyWaiters, kind{503, problem.TypeLongPollCapacity, "Too many long polls", "this replica holds its maximum of long polls; retry"}},
+	{errNotReady, kind{503, problem.TypeNotReady, "Not ready", "the state store does not answer"}},
+	{runners.ErrUnavailable, kind{503, problem.TypeUnavailable, "Service unavailable", "the state store is unavailable; retry later"}},
 }
 
 // ErrorHandler is the only place errors become HTTP answers: problem+json
@@ -68,7 +68,7 @@ var domain = []struct {
 // logged here with their cause.
 func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
-		p := wire.Problem{}
+		p := problem.Problem{}
 		var retry time.Duration
 		var (
 			verr *validate.Error
@@ -82,7 +82,7 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 		matched := false
 		for _, d := range domain {
 			if errors.Is(err, d.err) {
-				p = wire.Problem{Type: ProblemBase + d.k.typ, Title: d.k.title, Status: d.k.status, Detail: d.k.detail}
+				p = problem.Problem{Type: d.k.typ, Title: d.k.title, Status: d.k.status, Detail: d.k.detail}
 				matched = true
 				break
 			}
@@ -97,16 +97,16 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 					"trace_id", telemetry.TraceID(c.UserContext()))
 			}
 		case errors.As(err, &verr):
-			p = wire.Problem{Type: ProblemBase + "validation", Title: "Validation failed", Status: fiber.StatusUnprocessableEntity,
+			p = problem.Problem{Type: problem.TypeValidation, Title: "Validation failed", Status: fiber.StatusUnprocessableEntity,
 				Detail: verr.Error(), Field: verr.Field}
 		case errors.As(err, &berr):
-			p = wire.Problem{Type: ProblemBase + "malformed-request", Title: "Malformed request", Status: fiber.StatusBadRequest, Detail: berr.Detail}
+			p = problem.Problem{Type: problem.TypeMalformedRequest, Title: "Malformed request", Status: fiber.StatusBadRequest, Detail: berr.Detail}
 		case errors.As(err, &ferr):
 			p = fiberProblem(ferr)
 		default:
 			log.Error("internal error", "method", c.Method(), "route", c.Route().Path, "err", err,
 				"trace_id", telemetry.TraceID(c.UserContext()))
-			p = wire.Problem{Type: ProblemBase + "internal", Title: "Internal error", Status: fiber.StatusInternalServerError,
+			p = problem.Problem{Type: problem.TypeInternal, Title: "Internal error", Status: fiber.StatusInternalServerError,
 				Detail: "the server failed to handle this request"}
 		}
 		if p.Status == fiber.StatusUnauthorized {
@@ -116,25 +116,25 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 			secs := int((retry + time.Second - 1) / time.Second)
 			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(secs))
 		}
-		return c.Status(p.Status).JSON(p, ContentTypeProblem)
+		return c.Status(p.Status).JSON(p, problem.ContentType)
 	}
 }
 
-func fiberProblem(e *fiber.Error) wire.Problem {
+func fiberProblem(e *fiber.Error) problem.Problem {
 	switch e.Code {
 	case fiber.StatusNotFound:
-		return wire.Problem{Type: ProblemBase + "not-found", Title: "Not found", Status: 404, Detail: "no such route"}
+		return problem.Problem{Type: problem.TypeNotFound, Title: "Not found", Status: 404, Detail: "no such route"}
 	case fiber.StatusMethodNotAllowed:
-		return wire.Problem{Type: ProblemBase + "method-not-allowed", Title: "Method not allowed", Status: 405, Detail: "this route does not accept this method"}
+		return problem.Problem{Type: problem.TypeMethodNotAllowed, Title: "Method not allowed", Status: 405, Detail: "this route does not accept this method"}
 	case fiber.StatusRequestEntityTooLarge:
-		return wire.Problem{Type: ProblemBase + "payload-too-large", Title: "Payload too large", Status: 413, Detail: "the request body exceeds BODY_LIMIT_BYTES"}
+		return problem.Problem{Type: problem.TypePayloadTooLarge, Title: "Payload too large", Status: 413, Detail: "the request body exceeds BODY_LIMIT_BYTES"}
 	case fiber.StatusBadRequest:
-		return wire.Problem{Type: ProblemBase + "malformed-request", Title: "Malformed request", Status: 400, Detail: "the request could not be parsed"}
+		return problem.Problem{Type: problem.TypeMalformedRequest, Title: "Malformed request", Status: 400, Detail: "the request could not be parsed"}
 	}
 	status := e.Code
 	if status < 400 || status > 599 {
 		status = fiber.StatusInternalServerError
 	}
-	return wire.Problem{Type: ProblemBase + "http-" + strconv.Itoa(status), Title: http.StatusText(status), Status: status,
+	return problem.Problem{Type: problem.HTTPType(status), Title: http.StatusText(status), Status: status,
 		Detail: "the request failed"}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 )
 
 // Sentinel errors mapped to status codes by writeError.
@@ -192,25 +193,24 @@ func (s *server) retryAll(w http.ResponseWriter, _ *http.Request) error {
 // writeError is the one place errors become status codes. Unknown errors are
 // logged and answered 500 without their text (it may come from Redis).
 func (s *server) writeError(w http.ResponseWriter, err error) {
-	status, msg := http.StatusInternalServerError, "internal error"
+	var p problem.Problem
 	switch {
 	case errors.Is(err, errUnauthorized):
-		status, msg = http.StatusUnauthorized, err.Error()
+		p = problem.New(http.StatusUnauthorized, problem.TypeUnauthorized, err.Error())
 		w.Header().Set("WWW-Authenticate", `Bearer realm="yggdrasil-hooks"`)
 	case errors.Is(err, errDisabled):
-		status, msg = http.StatusForbidden, err.Error()
+		p = problem.New(http.StatusForbidden, problem.TypeAdminDisabled, err.Error())
 	case errors.Is(err, errBadRequest):
-		status, msg = http.StatusBadRequest, "page must be >= 1 and size within 1..1000"
+		p = problem.New(http.StatusBadRequest, problem.TypeMalformedRequest, "page must be >= 1 and size within 1..1000")
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		status, msg = http.StatusNotFound, "no such delivery"
+		p = problem.New(http.StatusNotFound, problem.TypeDeliveryNotFound, "no such delivery")
 	case errors.Is(err, errNotArchived):
-		status, msg = http.StatusConflict, err.Error()
+		p = problem.New(http.StatusConflict, problem.TypeNotArchived, err.Error())
 	default:
 		s.cfg.Log.Error("hooks admin: request failed", "err", err)
+		p = problem.New(http.StatusInternalServerError, problem.TypeInternal, "internal error")
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"title": http.StatusText(status), "status": status, "detail": msg})
+	problem.Write(w, p)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -10,8 +10,8 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/yggdrasil-cp/yggdrasil/services/hooks/devreceiver"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
+	"github.com/yggdrasil-cp/yggdrasil/tools/devrun/devreceiver"
 )
 
 func TestReceiverVerifiesSignatures(t *testing.T) {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/client"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -87,30 +87,12 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuffer collects a process's output for the failure report.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is one process under test.
 type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testkit.SyncBuffer
 	done chan struct{}
 	code int
 }
@@ -122,7 +104,7 @@ func startProc(t *testing.T, name, bin string, env map[string]string) *proc {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out := &syncBuffer{}
+	out := &testkit.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -282,14 +264,14 @@ func (c *cluster) startAPI() {
 	c.t.Helper()
 	c.api = startProc(c.t, "api", binary(c.t, "api"), c.apiEnv)
 	cl := client.New(c.url, "")
-	eventually(c.t, "bin/api ready", 15*time.Second, func() error {
+	testkit.EventuallyNil(c.t, 15*time.Second, func() error {
 		if !c.api.running() {
 			c.t.Fatalf("bin/api exited with %d:\n%s", c.api.code, c.api.out.String())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		return cl.Ready(ctx)
-	})
+	}, "bin/api ready")
 }
 
 // runnerOpts configures one bin/ratatoskr.
@@ -323,7 +305,7 @@ func (c *cluster) startRunner(o runnerOpts) *proc {
 func runnerID(t *testing.T, stateDir string) string {
 	t.Helper()
 	var id string
-	eventually(t, "the runner's identity in "+stateDir, 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		b, err := os.ReadFile(filepath.Join(stateDir, "identity.json"))
 		if err != nil {
 			return err
@@ -336,7 +318,7 @@ func runnerID(t *testing.T, stateDir string) string {
 		}
 		id = ident.RunnerID
 		return nil
-	})
+	}, "%s", "the runner's identity in "+stateDir)
 	return id
 }
 
@@ -391,7 +373,7 @@ func (c *cluster) task(runnerID, taskID string) (wire.RunnerTask, error) {
 func (c *cluster) waitTask(runnerID, taskID string, want wire.TaskStatus, limit time.Duration) wire.RunnerTask {
 	c.t.Helper()
 	var got wire.RunnerTask
-	eventually(c.t, "task "+taskID+" "+string(want), limit, func() error {
+	testkit.EventuallyNil(c.t, limit, func() error {
 		t, err := c.task(runnerID, taskID)
 		if err != nil {
 			return err
@@ -401,24 +383,8 @@ func (c *cluster) waitTask(runnerID, taskID string, want wire.TaskStatus, limit 
 			return fmt.Errorf("status %s (error %q)", t.Status, t.Error)
 		}
 		return nil
-	})
+	}, "%s", "task "+taskID+" "+string(want))
 	return got
-}
-
-// eventually polls fn until it returns nil or the deadline passes.
-func eventually(t *testing.T, what string, limit time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", limit, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // shellResult decodes the result of a shell task.

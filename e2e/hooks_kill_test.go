@@ -22,6 +22,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -73,7 +74,7 @@ func TestHooksKilledMidDeliveryDeliversOnceAfterRestart(t *testing.T) {
 	second := startHooks(t, "hooks #2", srv, recv.srv.URL, secret)
 	restartedAt := time.Now()
 	var deliveredAt time.Time
-	eventually(t, "the delivery after the kill (asynq lease recovery)", workerRecoveryLimit, func() error {
+	testkit.EventuallyNil(t, workerRecoveryLimit, func() error {
 		if !second.proc.running() {
 			t.Fatalf("hooks #2 exited with %d", second.proc.code)
 		}
@@ -82,7 +83,7 @@ func TestHooksKilledMidDeliveryDeliversOnceAfterRestart(t *testing.T) {
 			return nil
 		}
 		return fmt.Errorf("attempts so far: %v", recv.summary())
-	})
+	}, "the delivery after the kill (asynq lease recovery)")
 	t.Logf("SIGKILL -> delivered: %s (restart -> delivered: %s; the asynq recoverer's minute)",
 		deliveredAt.Sub(killedAt).Round(10*time.Millisecond), deliveredAt.Sub(restartedAt).Round(10*time.Millisecond))
 
@@ -124,7 +125,7 @@ func TestHooksKilledWithUnacknowledgedOutboxEntry(t *testing.T) {
 	// Its relay keeps failing, so it never stays ready: wait for the entry.
 	first := startHooksNoWait(t, "hooks #1", srv, recv.srv.URL, secret)
 	owner := "-" + strconv.Itoa(first.proc.cmd.Process.Pid) + "-" // consumer name host-pid-random
-	eventually(t, "the offline entry pending with hooks #1", 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		if !first.proc.running() {
 			t.Fatalf("hooks #1 exited with %d", first.proc.code)
 		}
@@ -138,7 +139,7 @@ func TestHooksKilledWithUnacknowledgedOutboxEntry(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("pending %d, consumers %v", p.Count, p.Consumers)
-	})
+	}, "the offline entry pending with hooks #1")
 	first.proc.signal(syscall.SIGKILL)
 	if code := first.proc.wait(5 * time.Second); code != -1 {
 		t.Fatalf("hooks #1 exited with %d, want killed by SIGKILL (-1)", code)
@@ -153,13 +154,13 @@ func TestHooksKilledWithUnacknowledgedOutboxEntry(t *testing.T) {
 
 	second := startHooks(t, "hooks #2", srv, recv.srv.URL, secret)
 	var deliveredAt time.Time
-	eventually(t, "the claimed entry delivered", 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		if at, ok := recv.delivered(webhookID); ok {
 			deliveredAt = at
 			return nil
 		}
 		return fmt.Errorf("attempts so far: %v", recv.summary())
-	})
+	}, "the claimed entry delivered")
 	t.Logf("SIGKILL -> delivered: %s (HOOK_CLAIM_IDLE_MS=%s)", deliveredAt.Sub(killedAt).Round(10*time.Millisecond), claimIdleMs)
 	second.waitSettled(t)
 	if p, err := rdb.XPending(ctx, store.OutboxKey(), "hooks").Result(); err != nil || p.Count != 0 {
@@ -188,7 +189,7 @@ type hooksProc struct {
 func startHooks(t *testing.T, name string, srv *redistest.Server, hookURL, secret string) *hooksProc {
 	t.Helper()
 	h := startHooksNoWait(t, name, srv, hookURL, secret)
-	eventually(t, name+" ready", 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		if !h.proc.running() {
 			t.Fatalf("%s exited with %d", name, h.proc.code)
 		}
@@ -201,7 +202,7 @@ func startHooks(t *testing.T, name string, srv *redistest.Server, hookURL, secre
 			return fmt.Errorf("/ready: %s", resp.Status)
 		}
 		return nil
-	})
+	}, "%s", name+" ready")
 	return h
 }
 
@@ -233,7 +234,7 @@ func (h *hooksProc) waitSettled(t *testing.T) {
 		`yggdrasil_hooks_queue_tasks{state="archived"}`:  0,
 		`yggdrasil_hooks_outbox_pending`:                 0,
 	}
-	eventually(t, "the queue settled (one completed task, nothing else)", 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, func() error {
 		got, err := scrape(h.url + "/metrics")
 		if err != nil {
 			return err
@@ -244,7 +245,7 @@ func (h *hooksProc) waitSettled(t *testing.T) {
 			}
 		}
 		return nil
-	})
+	}, "the queue settled (one completed task, nothing else)")
 }
 
 // scrape reads a Prometheus text page into series -> value.

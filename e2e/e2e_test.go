@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -64,13 +65,13 @@ func TestShellTasksRunAndResultsComeBack(t *testing.T) {
 	}
 
 	// heartbeats reported the host and the agent
-	eventually(t, "resources on the runner", 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, func() error {
 		info := c.runner(ids[2])
 		if info.Resources == nil || info.Resources.MemoryTotalMB <= 0 || info.Version != "1.0.0" || info.Status != wire.RunnerOnline {
 			return fmt.Errorf("runner %+v", info)
 		}
 		return nil
-	})
+	}, "resources on the runner")
 
 	// SIGTERM drains: the running task finishes, then the runner deregisters
 	slow := c.dispatch(ids[2], "shell", shellPayload{Command: "sleep 1; echo drained"})
@@ -86,12 +87,12 @@ func TestShellTasksRunAndResultsComeBack(t *testing.T) {
 	if info := c.runner(ids[2]); info.Status != wire.RunnerOffline || info.OfflineReason != wire.ReasonDeregistered {
 		t.Fatalf("after the drain: status %s reason %q", info.Status, info.OfflineReason)
 	}
-	eventually(t, "the offline webhook of the drained runner", 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		if _, ok := c.hooks.find(wire.EventRunnerOffline, ids[2]); !ok {
 			return fmt.Errorf("not received")
 		}
 		return nil
-	})
+	}, "the offline webhook of the drained runner")
 
 	// a second SIGTERM stops at once: the task's process group is killed
 	pidFile := filepath.Join(t.TempDir(), "pid")
@@ -99,26 +100,26 @@ func TestShellTasksRunAndResultsComeBack(t *testing.T) {
 	stuck := c.dispatch(ids[1], "shell", shellPayload{Command: fmt.Sprintf("echo $$ > %s; trap '' TERM; sleep 30", pidFile)})
 	c.waitTask(ids[1], stuck.ID, wire.TaskRunning, 20*time.Second)
 	var pid int
-	eventually(t, "the task's pid", 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, func() error {
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			return err
 		}
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err
-	})
+	}, "the task's pid")
 	procs[1].signal(syscall.SIGTERM)
 	time.Sleep(200 * time.Millisecond) // let the first one start the drain
 	procs[1].signal(syscall.SIGTERM)
 	if code := procs[1].wait(5 * time.Second); code != 1 {
 		t.Fatalf("runner stopped at once exited %d, want 1", code)
 	}
-	eventually(t, "the task's process gone", 5*time.Second, func() error {
+	testkit.EventuallyNil(t, 5*time.Second, func() error {
 		if syscall.Kill(pid, 0) == nil {
 			return fmt.Errorf("pid %d alive", pid)
 		}
 		return nil
-	})
+	}, "the task's process gone")
 }
 
 // A runner killed with SIGKILL goes offline when its lease runs out, its
@@ -138,12 +139,12 @@ func TestKilledRunnerGoesOfflineAndComesBackAsSameRunner(t *testing.T) {
 	killed := time.Now()
 	p.signal(syscall.SIGKILL)
 	p.wait(5 * time.Second)
-	eventually(t, "the runner offline", 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		if info := c.runner(id); info.Status != wire.RunnerOffline {
 			return fmt.Errorf("status %s", info.Status)
 		}
 		return nil
-	})
+	}, "the runner offline")
 	if d := time.Since(killed); d < time.Duration(c.leaseMs)*time.Millisecond/2 {
 		t.Fatalf("offline after %s: sooner than the lease allows", d)
 	}
@@ -151,7 +152,7 @@ func TestKilledRunnerGoesOfflineAndComesBackAsSameRunner(t *testing.T) {
 		t.Fatalf("offline reason %q", info.OfflineReason)
 	}
 	c.waitTask(id, task.ID, wire.TaskFailed, 10*time.Second)
-	eventually(t, "the runner.offline webhook", 20*time.Second, func() error {
+	testkit.EventuallyNil(t, 20*time.Second, func() error {
 		ev, ok := c.hooks.find(wire.EventRunnerOffline, id)
 		if !ok {
 			return fmt.Errorf("not received")
@@ -160,17 +161,17 @@ func TestKilledRunnerGoesOfflineAndComesBackAsSameRunner(t *testing.T) {
 			return fmt.Errorf("event data %+v", ev.Data)
 		}
 		return nil
-	})
+	}, "the runner.offline webhook")
 
 	// restarted on the same state directory: the same runner, a new epoch
 	c.startRunner(runnerOpts{name: "doomed", stateDir: dir})
-	eventually(t, "the runner back online", 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		info := c.runner(id)
 		if info.Status != wire.RunnerOnline || info.LeaseEpoch <= epoch {
 			return fmt.Errorf("status %s epoch %d (was %d)", info.Status, info.LeaseEpoch, epoch)
 		}
 		return nil
-	})
+	}, "the runner back online")
 	if got := runnerID(t, dir); got != id {
 		t.Fatalf("came back as %s, not %s", got, id)
 	}
@@ -214,13 +215,13 @@ func TestSelfUpdate(t *testing.T) {
 
 	// the supervisor restarts it
 	c.startRunner(opts)
-	eventually(t, "the new version reported and the update cleared", 15*time.Second, func() error {
+	testkit.EventuallyNil(t, 15*time.Second, func() error {
 		info := c.runner(id)
 		if info.Version != "1.1.0" || info.PendingUpdate != nil || info.Status != wire.RunnerOnline {
 			return fmt.Errorf("version %s pending %+v status %s", info.Version, info.PendingUpdate, info.Status)
 		}
 		return nil
-	})
+	}, "the new version reported and the update cleared")
 	if got := runnerID(t, dir); got != id {
 		t.Fatalf("came back as %s", got)
 	}
@@ -244,7 +245,7 @@ func TestControllerRestartLosesNoResult(t *testing.T) {
 	c.api.wait(5 * time.Second)
 	// the task finishes and its report fails while the API is down
 	resultsDir := filepath.Join(dir, "results")
-	eventually(t, "the result queued on disk while the API is down", 10*time.Second, func() error {
+	testkit.EventuallyNil(t, 10*time.Second, func() error {
 		entries, err := os.ReadDir(resultsDir)
 		if err != nil {
 			return err
@@ -255,7 +256,7 @@ func TestControllerRestartLosesNoResult(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("no result file")
-	})
+	}, "the result queued on disk while the API is down")
 	c.startAPI()
 	done := c.waitTask(id, task.ID, wire.TaskSucceeded, 20*time.Second)
 	if r := decodeResult(t, done); r.Stdout != "survived\n" || done.LeaseEpoch != epoch {

@@ -1,0 +1,92 @@
+// Package problem is the one problem+json (RFC 9457) writer of the three
+// services: the stable type URIs clients branch on, and Write for net/http
+// handlers (the sweeper, the hooks admin endpoints). The api's fiber error
+// handler builds the same Problem with the same constants and sends it
+// through fiber; this package must never import fiber, so that net/http
+// programs can use it.
+package problem
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
+)
+
+// Problem is the body: type, title, status, detail, instance (and field on
+// a 422). It is wire.Problem, so that the typed client decodes exactly what
+// the services write.
+type Problem = wire.Problem
+
+// ContentType is the media type of every error body.
+const ContentType = "application/problem+json"
+
+// Base prefixes every type URI. The URIs are stable: clients branch on them,
+// so a type may be added, never renamed.
+const Base = "https://yggdrasil.dev/problems/"
+
+// The type URIs.
+const (
+	// Any service.
+	TypeUnauthorized     = Base + "unauthorized"
+	TypeForbidden        = Base + "forbidden"
+	TypeMalformedRequest = Base + "malformed-request"
+	TypeNotFound         = Base + "not-found"
+	TypeMethodNotAllowed = Base + "method-not-allowed"
+	TypePayloadTooLarge  = Base + "payload-too-large"
+	TypeInternal         = Base + "internal"
+
+	// The api.
+	TypeValidation           = Base + "validation"
+	TypeRunnerNotFound       = Base + "runner-not-found"
+	TypeTaskNotFound         = Base + "task-not-found"
+	TypeStaleEpoch           = Base + "stale-epoch"
+	TypeRunnerOffline        = Base + "runner-offline"
+	TypeRunnerUnreachable    = Base + "runner-unreachable"
+	TypeTaskTerminal         = Base + "task-terminal"
+	TypeInvalidTransition    = Base + "invalid-transition"
+	TypeIdempotencyKeyReused = Base + "idempotency-key-reused"
+	TypeFleetFull            = Base + "fleet-full"
+	TypeAdmissionClosed      = Base + "admission-closed"
+	TypeLongPollCapacity     = Base + "long-poll-capacity"
+	TypeNotReady             = Base + "not-ready"
+	TypeUnavailable          = Base + "unavailable"
+
+	// The sweeper's operator endpoints.
+	TypeRedisUnavailable = Base + "redis-unavailable"
+	TypeReleaseDisabled  = Base + "release-disabled"
+	TypeNoQuarantine     = Base + "no-quarantine"
+
+	// The hooks admin endpoints.
+	TypeAdminDisabled    = Base + "admin-disabled"
+	TypeDeliveryNotFound = Base + "delivery-not-found"
+	TypeNotArchived      = Base + "not-archived"
+)
+
+// HTTPType is the type of a status no constant names ("http-418").
+func HTTPType(status int) string { return Base + "http-" + strconv.Itoa(status) }
+
+// New is a problem titled with the status's standard text.
+func New(status int, typ, detail string) Problem {
+	return Problem{Type: typ, Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+// Write sends p with its status and the problem+json content type. A
+// problem without a type gets about:blank, the RFC's default, so that no
+// body goes out without one.
+func Write(w http.ResponseWriter, p Problem) {
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	b, err := json.Marshal(p)
+	if err != nil { // a Problem always marshals; keep the status anyway
+		b = []byte(`{}`)
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(b)
+}
