@@ -45,7 +45,7 @@ bench-api: redis-server ## api: heartbeat throughput over HTTP beside redis PING
 	cd services/api && $(GO) test -run '^$$' -bench Heartbeat -benchtime 3s ./app/
 
 bench-sweeper: redis-server ## sweeper: detection lag p50/p99/max for 10k and 100k leases over 15 s, beside keyspace events alone
-	cd services/sweeper && $(GO) test -tags bench -run '^$$' -bench DetectionLag -benchtime 1x -timeout 15m ./app/
+	cd services/sweeper && $(GO) test -tags bench -run '^$$' -bench DetectionLag -benchtime 1x -timeout 15m ./internal/sweep/
 
 bench-hooks: redis-server ## hooks: outbox event -> webhook latency, 1,000 simultaneous offline runners
 	cd services/hooks && $(GO) test -run '^$$' -bench OfflineToWebhook -benchtime 1x -count 3 ./app/

@@ -1,5 +1,5 @@
 // Command sweeper turns expired runner leases into offline transitions (see
-// package app). It only wires configuration, logger and Redis together.
+// package internal/sweep). It only wires configuration, logger and Redis together.
 package main
 
 import (

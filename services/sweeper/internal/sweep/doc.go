@@ -1,4 +1,4 @@
-// Package app is the sweeper service: it turns every expired runner lease
+// Package sweep is the sweeper service's loops and endpoints: it turns every expired runner lease
 // into exactly one offline transition (or, on a correlated loss, a
 // quarantine), and fails tasks that ran past their timeout.
 //
@@ -8,4 +8,4 @@
 // is re-checked inside an atomic store script, so any number of replicas may
 // run at once. It must never change runner or task state outside the store's
 // scripts, and never read the environment (config does that).
-package app
+package sweep

@@ -1,6 +1,6 @@
 //go:build bench
 
-package app
+package sweep
 
 // The detection-lag benchmark: `make bench-sweeper`. It is behind the bench
 // build tag so that neither `go test ./...` nor `make bench` pays its minutes.
