@@ -9,7 +9,7 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # store's client to asynq without importing it. All else goes through the store.
 REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/shared/(store|redistest)
 
-.PHONY: help build run test test-race bench bench-api bench-sweeper bench-hooks lint check tidy redis-server clean
+.PHONY: help build run test test-race bench bench-api bench-sweeper bench-hooks lint helm-lint check tidy redis-server clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,10 @@ bench-hooks: redis-server ## hooks: outbox event -> webhook latency, 1,000 simul
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+
+helm-lint: ## helm lint --strict of deploy/helm/yggdrasil (helm built from deploy/test's go.mod, no helm install needed)
+	@set -e; cd deploy/test; for v in redis.url=redis://redis:6379/0 redis.embedded.enabled=true; do \
+		$(GO) tool helm lint --strict ../helm/yggdrasil --set $$v --set secrets.apiKeys=lint-runner-key-0123456789; done
 
 check: lint ## lint, import boundaries, and go mod tidy must change nothing
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done

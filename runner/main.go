@@ -8,6 +8,9 @@
 //
 // Exit statuses: 0 after a drain, 1 on error, 2 on bad configuration,
 // UPDATE_EXIT_CODE (75) after a successful self-update (restart me).
+//
+// `ratatoskr healthcheck [flags]` is a probe for images without curl; see
+// runHealthcheck.
 package main
 
 import (
@@ -27,6 +30,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/runner/state"
 	"github.com/yggdrasil-cp/yggdrasil/runner/sysinfo"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/healthcheck"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
@@ -39,6 +43,9 @@ func main() {
 }
 
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == healthcheck.Command {
+		return runHealthcheck(args[1:], stderr)
+	}
 	cfg, err := loadConfig(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -104,6 +111,28 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("ratatoskr failed", "err", err)
 		return 1
 	}
+}
+
+// runHealthcheck is `ratatoskr healthcheck [flags]`, for a Docker HEALTHCHECK
+// (the image has no curl). The agent serves nothing over HTTP, so healthy
+// means what the agent needs to work: its configuration (environment and the
+// same flags) loads and validates, and the controller at YGGDRASIL_URL
+// answers GET /health with 200 within two seconds. It does not prove that the
+// agent process itself is alive; in a container the agent is the main
+// process, so the container stops when it does. A controller outage makes
+// every runner unhealthy at once: use it as a signal, never as a reason to
+// restart runners. Exit 0, printing nothing, or 1 with the reason.
+func runHealthcheck(args []string, stderr io.Writer) int {
+	cfg, err := loadConfig(args, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "ratatoskr healthcheck: %v\n", err)
+		return 1
+	}
+	if err := healthcheck.Get(context.Background(), strings.TrimRight(cfg.URL, "/")+"/health"); err != nil {
+		fmt.Fprintf(stderr, "ratatoskr %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // handleSignals: the first SIGTERM/SIGINT drains; a second one, or SIGQUIT,

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,5 +51,48 @@ func TestBadConfigurationReportsEveryProblem(t *testing.T) {
 	}
 	if code := run([]string{"-capacity", "0"}, io.Discard); code != 2 {
 		t.Fatalf("exit code %d on bad configuration, want 2", code)
+	}
+}
+
+func TestHealthcheckSubcommand(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	for name, tc := range map[string]struct {
+		url, stateDirFlag string
+		status            int
+		want              int
+		wantStderr        string
+	}{
+		"controller healthy":   {url: srv.URL + "/", status: 200, want: 0},
+		"controller 503":       {url: srv.URL, status: 503, want: 1, wantStderr: "status 503"},
+		"bad configuration":    {url: "ftp://x", status: 200, want: 1, wantStderr: "YGGDRASIL_URL"},
+		"flags are understood": {url: srv.URL, status: 200, want: 0, stateDirFlag: "-state-dir"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			status = tc.status
+			t.Setenv("YGGDRASIL_URL", tc.url)
+			t.Setenv("RUNNER_STATE_DIR", t.TempDir())
+			args := []string{"healthcheck"}
+			if tc.stateDirFlag != "" {
+				args = append(args, tc.stateDirFlag, t.TempDir())
+			}
+			var stderr strings.Builder
+			if code := run(args, &stderr); code != tc.want {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tc.want, stderr.String())
+			}
+			if tc.wantStderr == "" && stderr.Len() != 0 {
+				t.Errorf("printed %q on success", stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.wantStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tc.wantStderr)
+			}
+		})
 	}
 }

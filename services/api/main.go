@@ -16,5 +16,6 @@ func main() {
 		Load:   config.LoadAPI,
 		Common: func(c config.API) config.Common { return c.Common },
 		Run:    app.Run,
+		Port:   func(c config.API) int { return c.Port },
 	})
 }

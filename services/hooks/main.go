@@ -17,5 +17,6 @@ func main() {
 		Load:   config.LoadHooks,
 		Common: func(c config.Hooks) config.Common { return c.Common },
 		Run:    app.Run,
+		Port:   func(c config.Hooks) int { return c.Port },
 	})
 }

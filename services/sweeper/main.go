@@ -14,5 +14,6 @@ func main() {
 		Load:   config.LoadSweeper,
 		Common: func(c config.Sweeper) config.Common { return c.Common },
 		Run:    app.Run,
+		Port:   func(c config.Sweeper) int { return c.Port },
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/healthcheck"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
@@ -34,11 +35,17 @@ type Service[C any] struct {
 	Common func(C) config.Common
 	// Run serves until ctx ends.
 	Run func(ctx context.Context, cfg C, conn *store.Conn, log *slog.Logger) error
+	// Port returns the port /health is served on, for the healthcheck subcommand.
+	Port func(C) int
 }
 
 // Main runs s and exits: 0 after a clean stop, 1 with a clear message on bad
-// configuration or failure.
+// configuration or failure. `<binary> healthcheck` probes a running instance
+// instead (see runHealthcheck).
 func Main[C any](s Service[C]) {
+	if len(os.Args) > 1 && os.Args[1] == healthcheck.Command {
+		os.Exit(runHealthcheck(s, config.Environ(), os.Stderr))
+	}
 	if err := run(s); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", s.Name, err)
 		os.Exit(1)

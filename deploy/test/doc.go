@@ -1,0 +1,3 @@
+// Package test validates the deployment files without a cluster or a Docker
+// engine.
+package test
