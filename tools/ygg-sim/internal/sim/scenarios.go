@@ -106,6 +106,9 @@ func (e *engine) runDispatch(ctx context.Context) {
 		sendAt := e.s.Now()
 		task, _, err := e.op.Dispatch(ctx, id, p, "")
 		doneAt := e.s.Now()
+		if ctx.Err() != nil {
+			return // cut short by the end of the run
+		}
 		code := statusOf(err, http.StatusCreated)
 		// A runner that just went offline (churn, a re-registration) refuses: 409.
 		e.observe(kindDispatch, doneAt-sendAt, code, err != nil && code != http.StatusConflict)
@@ -251,6 +254,9 @@ func (e *engine) pollLost(ctx context.Context) bool {
 		for {
 			sendAt := e.s.Now()
 			page, err := e.op.ListRunners(ctx, client.ListOptions{Status: status, Limit: 1000, Cursor: cursor})
+			if ctx.Err() != nil {
+				return false // cut short by the end of the run
+			}
 			e.observe(kindList, e.s.Now()-sendAt, statusOf(err, http.StatusOK), err != nil)
 			if err != nil {
 				l.mu.Lock()
