@@ -1,7 +1,12 @@
-// Package sched is the simulator's timer: one min-heap of due jobs, drained
-// by a single dispatcher goroutine into a channel that a fixed pool of
-// workers reads. 250,000 simulated runners cost 250,000 heap entries of 40
-// bytes, not 250,000 goroutines and timers.
+// Package sched is the simulator's timer: one min-heap of waiting jobs and a
+// single dispatcher goroutine that moves each job, when it falls due, to a
+// ready queue that a fixed pool of workers drains. 250,000 simulated runners
+// cost 250,000 heap entries of 40 bytes, not 250,000 goroutines and timers.
+//
+// The ready queue is unbounded so the dispatcher never waits for a worker:
+// a job's release time (Fired.FiredAt) then measures only the timer's and the
+// generator's own lateness, and the wait that follows only the workers'
+// (every connection busy).
 //
 // It only orders and releases jobs; it must never do I/O or know what a job
 // means. Times are offsets from the scheduler's start on the monotonic clock.
@@ -79,11 +84,64 @@ type Scheduler struct {
 	mu    sync.Mutex
 	h     heap
 	wake  chan struct{}
+
+	rmu    sync.Mutex
+	rcond  *sync.Cond
+	ready  []Fired // FIFO: ready[rhead:]
+	rhead  int
+	closed bool
 }
 
 // New returns a scheduler whose clock starts now.
 func New() *Scheduler {
-	return &Scheduler{start: time.Now(), wake: make(chan struct{}, 1)}
+	s := &Scheduler{start: time.Now(), wake: make(chan struct{}, 1)}
+	s.rcond = sync.NewCond(&s.rmu)
+	return s
+}
+
+// release appends due items to the ready queue and wakes workers.
+func (s *Scheduler) release(items []Item, at time.Duration) {
+	s.rmu.Lock()
+	if s.rhead > 0 && s.rhead == len(s.ready) {
+		s.ready, s.rhead = s.ready[:0], 0
+	} else if s.rhead > 4096 && s.rhead > len(s.ready)/2 {
+		n := copy(s.ready, s.ready[s.rhead:])
+		clear(s.ready[n:])
+		s.ready, s.rhead = s.ready[:n], 0
+	}
+	for _, it := range items {
+		s.ready = append(s.ready, Fired{Item: it, FiredAt: at})
+	}
+	s.rmu.Unlock()
+	if len(items) == 1 {
+		s.rcond.Signal()
+	} else {
+		s.rcond.Broadcast()
+	}
+}
+
+// Next blocks until a released job is ready, and returns it; ok is false
+// once Run has returned.
+func (s *Scheduler) Next() (f Fired, ok bool) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for s.rhead == len(s.ready) {
+		if s.closed {
+			return Fired{}, false
+		}
+		s.rcond.Wait()
+	}
+	f = s.ready[s.rhead]
+	s.ready[s.rhead] = Fired{}
+	s.rhead++
+	return f, true
+}
+
+// Ready is the number of released jobs no worker has taken yet.
+func (s *Scheduler) Ready() int {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return len(s.ready) - s.rhead
 }
 
 // Now is the scheduler's clock: the time since New.
@@ -127,26 +185,27 @@ func (s *Scheduler) popDue(now time.Duration, buf []Item, max int) (out []Item, 
 	return buf, 0, false
 }
 
-// Run releases due items into out until ctx ends. A full out blocks the
-// dispatcher: the time an item waits there is the consumer's, not the
-// timer's, which is why Fired carries the release time.
-func (s *Scheduler) Run(ctx context.Context, out chan<- Fired) {
+// Run releases due items to Next until ctx ends; then Next returns false.
+func (s *Scheduler) Run(ctx context.Context) {
+	defer func() {
+		s.rmu.Lock()
+		s.closed = true
+		s.rmu.Unlock()
+		s.rcond.Broadcast()
+	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	buf := make([]Item, 0, 512)
 	for {
+		if ctx.Err() != nil {
+			return
+		}
 		now := s.Now()
 		var next time.Duration
 		var ok bool
 		buf, next, ok = s.popDue(now, buf[:0], cap(buf))
-		for _, it := range buf {
-			select {
-			case out <- Fired{Item: it, FiredAt: now}:
-			case <-ctx.Done():
-				return
-			}
-		}
 		if len(buf) > 0 {
+			s.release(buf, now)
 			continue
 		}
 		wait := time.Hour

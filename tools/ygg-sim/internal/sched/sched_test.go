@@ -66,10 +66,25 @@ func TestPopDueReleasesOnlyDueItems(t *testing.T) {
 func TestRunReleasesOnTime(t *testing.T) {
 	s := New()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan Fired, 16)
 	done := make(chan struct{})
-	go func() { s.Run(ctx, out); close(done) }()
-	defer func() { cancel(); <-done }()
+	go func() { s.Run(ctx); close(done) }()
+	out := make(chan Fired)
+	go func() {
+		for {
+			f, ok := s.Next()
+			if !ok {
+				close(out)
+				return
+			}
+			out <- f
+		}
+	}()
+	defer func() {
+		cancel()
+		<-done
+		for range out { // Next returns false once Run has returned
+		}
+	}()
 
 	const n = 200
 	for i := n - 1; i >= 0; i-- { // scheduled in reverse: each one is the new earliest
@@ -79,7 +94,10 @@ func TestRunReleasesOnTime(t *testing.T) {
 	deadline := time.After(10 * time.Second)
 	for i := 0; i < n; i++ {
 		select {
-		case f := <-out:
+		case f, ok := <-out:
+			if !ok {
+				t.Fatal("Next stopped early")
+			}
 			if int(f.Runner) != i {
 				t.Fatalf("item %d came out as number %d", f.Runner, i)
 			}

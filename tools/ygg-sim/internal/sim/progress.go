@@ -18,7 +18,7 @@ func (e *engine) progress(ctx context.Context) {
 	defer t.Stop()
 	var lastOK, lastReg int64
 	var lastPhase *phase
-	last := time.Now()
+	last := e.s.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -26,11 +26,13 @@ func (e *engine) progress(ctx context.Context) {
 		case <-t.C:
 		}
 		ph := e.cur.Load()
+		now := e.s.Now()
 		if ph != lastPhase {
+			// Rates from the phase's start: its counters start at zero.
 			lastOK, lastReg, lastPhase = 0, 0, ph
+			last = max(last, ph.start)
 		}
-		now := time.Now()
-		secs := now.Sub(last).Seconds()
+		secs := max((now - last).Seconds(), 0.001)
 		last = now
 		var ok, regOK int64
 		var w stats.Quantiles
@@ -47,10 +49,10 @@ func (e *engine) progress(ctx context.Context) {
 			errs += e
 		}
 		lag := ph.lagWindow.Snapshot(true)
-		fmt.Fprintf(e.cfg.Progress, "ygg-sim %5.0fs %-7s admitted %d/%d active %d | hb %6.0f/s p99 %6.1fms max %7.1fms | reg %5.0f/s | errors %d false-offline %d | lag p99 %6.1fms max %7.1fms | busy %d queued %d\n",
+		fmt.Fprintf(e.cfg.Progress, "ygg-sim %5.0fs %-7s admitted %d/%d active %d | hb %6.0f/s p99 %6.1fms max %7.1fms | reg %5.0f/s | errors %d false-offline %d | lag p99 %6.1fms max %7.1fms | busy %d ready %d waiting %d\n",
 			e.s.Now().Seconds(), ph.name, e.admitted.Load(), len(e.fleet), e.active.Load(),
 			float64(ok-lastOK)/secs, w.P99Ms, w.MaxMs, float64(regOK-lastReg)/secs, errs, ph.falseOffline.Load(),
-			lag.P99Ms, lag.MaxMs, e.busy.Load(), e.s.Len())
+			lag.P99Ms, lag.MaxMs, e.busy.Load(), e.s.Ready(), e.s.Len())
 		lastOK, lastReg = ok, regOK
 	}
 }

@@ -106,12 +106,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	self0, _ := sampleSelf()
 
-	work := make(chan sched.Fired, cfg.Concurrency)
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Concurrency; i++ {
-		wg.Go(func() { e.worker(work) })
+		wg.Go(e.worker)
 	}
-	wg.Go(func() { e.s.Run(ctx, work) })
+	wg.Go(func() { e.s.Run(ctx) })
 	progressDone := make(chan struct{})
 	go func() { defer close(progressDone); e.progress(ctx) }()
 
@@ -201,22 +200,21 @@ func (e *engine) waitAdmitted(ctx context.Context, limit time.Duration) time.Dur
 	}
 }
 
-func (e *engine) worker(work <-chan sched.Fired) {
+func (e *engine) worker() {
 	for {
-		select {
-		case <-e.ctx.Done():
+		f, ok := e.s.Next()
+		if !ok || e.ctx.Err() != nil {
 			return
-		case f := <-work:
-			now := e.s.Now()
-			ph := e.cur.Load()
-			ph.schedLag.Record(now - f.At)
-			ph.lagWindow.Record(now - f.At)
-			ph.dispatchLag.Record(f.FiredAt - f.At)
-			ph.queueWait.Record(now - f.FiredAt)
-			e.busy.Add(1)
-			e.run(f, now)
-			e.busy.Add(-1)
 		}
+		now := e.s.Now()
+		ph := e.cur.Load()
+		ph.schedLag.Record(now - f.At)
+		ph.lagWindow.Record(now - f.At)
+		ph.dispatchLag.Record(f.FiredAt - f.At)
+		ph.queueWait.Record(now - f.FiredAt)
+		e.busy.Add(1)
+		e.run(f, now)
+		e.busy.Add(-1)
 	}
 }
 
