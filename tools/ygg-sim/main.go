@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -73,6 +74,8 @@ func run(args []string) error {
 	fs.Int64Var(&sp.leaseTTLMs, "lease-ttl-ms", 30000, "spawn: LEASE_TTL_MS of api and sweeper")
 	fs.Int64Var(&sp.heartbeatIntervalMs, "heartbeat-interval-ms", 15000, "spawn: HEARTBEAT_INTERVAL_MS of api and sweeper")
 	fs.IntVar(&sp.maxRunners, "max-runners", 0, "spawn: MAX_RUNNERS of the api (0 = no limit)")
+	var cpuProfile string
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the generator's CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +84,17 @@ func run(args []string) error {
 	}
 	if !quiet {
 		cfg.Progress = os.Stderr
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -113,10 +113,10 @@ func (s *Scheduler) release(items []Item, at time.Duration) {
 		s.ready = append(s.ready, Fired{Item: it, FiredAt: at})
 	}
 	s.rmu.Unlock()
-	if len(items) == 1 {
+	// One wake-up per job: a Broadcast would wake every idle worker for each
+	// batch, and all but a few would find the queue empty again.
+	for range items {
 		s.rcond.Signal()
-	} else {
-		s.rcond.Broadcast()
 	}
 }
 
