@@ -37,6 +37,11 @@ type Report struct {
 
 	Ramp    Phase `json:"ramp"`
 	Measure Phase `json:"measure"`
+	// BacklogAtMeasureStart/End: jobs that were due and released but that
+	// no worker had started yet (every connection busy). A backlog at the
+	// start is the ramp's, carried into the measurement.
+	BacklogAtMeasureStart int `json:"backlogAtMeasureStart"`
+	BacklogAtMeasureEnd   int `json:"backlogAtMeasureEnd"`
 
 	Loss      *LossReport    `json:"loss,omitempty"`
 	Tasks     *TaskReport    `json:"tasks,omitempty"`
@@ -147,6 +152,7 @@ func (e *engine) report(started time.Time, rampEnd, measureEnd time.Duration) *R
 		r.AllAdmittedS = time.Duration(t).Seconds()
 	}
 	r.ActiveAtEnd = e.active.Load()
+	r.BacklogAtMeasureStart, r.BacklogAtMeasureEnd = e.backlog[0], e.backlog[1]
 
 	var scheduled int64
 	if iv := time.Duration(r.HeartbeatIntervalMs) * time.Millisecond; iv > 0 {
@@ -198,7 +204,8 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.AllAdmittedS > 0 {
 		fmt.Fprintf(w, ", all after %.2f s", r.AllAdmittedS)
 	}
-	fmt.Fprintf(w, "; ramp %.1f s, measured %.1f s; active at end %d\n", r.Ramp.ElapsedS, r.Measure.ElapsedS, r.ActiveAtEnd)
+	fmt.Fprintf(w, "; ramp %.1f s, measured %.1f s; active at end %d; backlog of due jobs at measure start %d, end %d\n",
+		r.Ramp.ElapsedS, r.Measure.ElapsedS, r.ActiveAtEnd, r.BacklogAtMeasureStart, r.BacklogAtMeasureEnd)
 	for _, ph := range []struct {
 		name string
 		p    Phase

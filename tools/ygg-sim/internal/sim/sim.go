@@ -77,6 +77,7 @@ type engine struct {
 	firstAdmitAll      atomic.Int64 // offset (ns) when every slot was admitted; 0 = not yet
 
 	measureActive int64 // active runners when the measurement started
+	backlog       [2]int // released jobs no worker had taken, at the measure phase's start and end
 
 	tasks taskTracker
 	loss  lossState
@@ -136,6 +137,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	e.measure = newPhase("measure", rampEnd)
 	e.cur.Store(e.measure)
 	e.measureActive = e.active.Load()
+	e.backlog[0] = e.s.Ready()
 	e.hook("measure-start")
 	selfM, _ := sampleSelf()
 	mctx, mcancel := context.WithTimeout(ctx, cfg.Duration)
@@ -150,6 +152,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	<-mctx.Done()
 	measureEnd := e.s.Now()
+	e.backlog[1] = e.s.Ready()
 	e.hook("measure-end")
 	selfE, _ := sampleSelf()
 	mcancel()
