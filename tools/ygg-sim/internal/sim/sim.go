@@ -76,7 +76,7 @@ type engine struct {
 	leaseTTL, interval atomic.Int64 // as the controller returned them (ms)
 	firstAdmitAll      atomic.Int64 // offset (ns) when every slot was admitted; 0 = not yet
 
-	measureActive int64 // active runners when the measurement started
+	measureActive int64  // active runners when the measurement started
 	backlog       [2]int // released jobs no worker had taken, at the measure phase's start and end
 
 	tasks taskTracker
