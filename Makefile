@@ -4,12 +4,14 @@ GO ?= go
 MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
 BIN := bin
 GOTESTFLAGS ?= -count=1 -timeout 20m
-# The packages allowed to import go-redis (non-test code): the store and the
-# test kit that starts a private redis-server. The hooks wiring hands the
-# store's client to asynq without importing it. All else goes through the store.
-REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/shared/(store|redistest)
+# The packages allowed to import go-redis (non-test code): the store, the
+# test kit that starts a private redis-server, and the fleet simulator's
+# stack, a benchmark harness that reads INFO from the Redis it started. The
+# hooks wiring hands the store's client to asynq without importing it. All
+# else goes through the store.
+REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/(shared/(store|redistest)|tools/ygg-sim/internal/stack)
 
-.PHONY: help build run test test-race bench bench-api bench-sweeper bench-hooks lint helm-lint check tidy redis-server clean
+.PHONY: help build run test test-race bench bench-api bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -20,6 +22,7 @@ build: ## build every binary into bin/
 	$(GO) build -o $(BIN)/sweeper ./services/sweeper
 	$(GO) build -o $(BIN)/hooks ./services/hooks
 	$(GO) build -o $(BIN)/ratatoskr ./runner
+	$(GO) build -o $(BIN)/ygg-sim ./tools/ygg-sim
 
 run: ## run the controller (api, sweeper, hooks) on REDIS_URL, localhost:6379, or an embedded dev Redis
 	$(GO) run ./tools/devrun
@@ -49,6 +52,14 @@ bench-sweeper: redis-server ## sweeper: detection lag p50/p99/max for 10k and 10
 
 bench-hooks: redis-server ## hooks: outbox event -> webhook latency, 1,000 simultaneous offline runners
 	cd services/hooks && $(GO) test -run '^$$' -bench OfflineToWebhook -benchtime 1x -count 3 ./app/
+
+FLEET_RUNNERS ?= 250000
+FLEET_DURATION ?= 90s
+FLEET_JSON ?= bench/fleet/steady-$(FLEET_RUNNERS).json
+FLEET_FLAGS ?= -spawn -bin $(BIN) -lease-ttl-ms 30000 -heartbeat-interval-ms 15000
+bench-fleet: build redis-server ## fleet simulator: 250k runners, 15 s heartbeats, 90 s, on a private redis+api+sweeper (FLEET_FLAGS='-url ... -api-key ...' for another controller)
+	@mkdir -p $(dir $(FLEET_JSON))
+	$(BIN)/ygg-sim $(FLEET_FLAGS) -scenario steady -runners $(FLEET_RUNNERS) -duration $(FLEET_DURATION) -json $(FLEET_JSON)
 
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
