@@ -39,6 +39,9 @@ type Conn struct {
 // ErrServerChanged ends a subscription whose connection may still reach a
 // server that is no longer the one the pool talks to (a Sentinel failover
 // demoted it): the caller re-subscribes, which reaches the new primary.
+// Sentinel kills the pub/sub clients of the instances it reconfigures, but
+// not of an old primary it cannot reach (a partition), which would keep a
+// subscription open that hears no expiry ever again.
 var ErrServerChanged = errors.New("store: the Redis server changed (failover)")
 
 // Dial builds the process's client from cfg: a single node (REDIS_URL) or
