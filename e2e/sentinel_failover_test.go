@@ -122,6 +122,10 @@ func TestSentinelFailoverKeepsRunnersOnline(t *testing.T) {
 	// Every runner renews again on the new primary, within a few seconds.
 	testkit.Eventually(t, 15*time.Second, func() bool {
 		for _, r := range fleetRunners {
+			if err := r.lostErr(); err != nil {
+				t.Fatalf("runner %s, heartbeating through the failover: %v (%s after the SIGKILL; lease %d ms)",
+					r.id, err, time.Since(killedAt).Round(time.Millisecond), failoverLeaseMs)
+			}
 			if r.firstSuccessAfter(killedAt).IsZero() {
 				return false
 			}
