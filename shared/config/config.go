@@ -19,10 +19,9 @@ import (
 
 // Common is configuration every service reads.
 type Common struct {
-	// RedisURL (REDIS_URL, default ""): where the state lives. Empty means
-	// redis://127.0.0.1:6379/0 in services; `make run` falls back to an
-	// embedded dev Redis when nothing answers there.
-	RedisURL string `env:"REDIS_URL"`
+	// Redis (REDIS_URL, REDIS_SENTINEL_ADDRS, REDIS_MASTER_NAME and the
+	// other REDIS_ variables; see Redis): where the state lives.
+	Redis Redis
 	// NodeEnv (NODE_ENV, default "development"): "production" makes missing
 	// keys fatal instead of a warning.
 	NodeEnv string `env:"NODE_ENV"`
@@ -34,11 +33,8 @@ type Common struct {
 	MetricsPrefix string `env:"METRICS_PREFIX"`
 }
 
-// DefaultRedisURL is used when REDIS_URL is empty.
-const DefaultRedisURL = "redis://127.0.0.1:6379/0"
-
 func defaultCommon() Common {
-	return Common{NodeEnv: "development", LogLevel: logging.LevelInfo, LogFormat: "json", MetricsPrefix: "yggdrasil_"}
+	return Common{Redis: Redis{}, NodeEnv: "development", LogLevel: logging.LevelInfo, LogFormat: "json", MetricsPrefix: "yggdrasil_"}
 }
 
 // Production reports whether NODE_ENV is production.
@@ -47,14 +43,6 @@ func (c Common) Production() bool { return strings.EqualFold(c.NodeEnv, "product
 // Logger returns the logger configuration.
 func (c Common) Logger() logging.Config {
 	return logging.Config{Level: c.LogLevel, Format: c.LogFormat}
-}
-
-// RedisAddrURL returns RedisURL, or the default when it is empty.
-func (c Common) RedisAddrURL() string {
-	if c.RedisURL == "" {
-		return DefaultRedisURL
-	}
-	return c.RedisURL
 }
 
 // validateLogger checks LOG_LEVEL and LOG_FORMAT.
@@ -72,11 +60,7 @@ func validateLogger(l logging.Config) []error {
 }
 
 func (c Common) validate() []error {
-	errs := validateLogger(c.Logger())
-	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") && !strings.HasPrefix(c.RedisURL, "unix://") {
-		errs = append(errs, fmt.Errorf("REDIS_URL: %q is not a redis://, rediss:// or unix:// URL", c.RedisURL))
-	}
-	return errs
+	return append(validateLogger(c.Logger()), c.Redis.validate()...)
 }
 
 // Environ returns the process environment as a map, for Load functions.
@@ -140,7 +124,7 @@ func envTag(t reflect.Type, field string) string {
 				return tag
 			}
 		}
-		if f.Anonymous {
+		if f.Anonymous || f.Type.Kind() == reflect.Struct {
 			if tag := envTag(f.Type, field); tag != "" {
 				return tag
 			}

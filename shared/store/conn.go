@@ -2,13 +2,18 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 )
 
 // Conn is a process's connection pool to the control plane's Redis. Every
@@ -16,24 +21,183 @@ import (
 // outside this package holds a Redis client (make check fails the build when
 // a package other than the store, the test kit and the hooks wiring that
 // hands the client to asynq imports go-redis).
+//
+// In Sentinel mode the client asks the Sentinels for the primary on every
+// new connection and drops its pooled connections when they announce a new
+// one; a Conn also notices which server its connections reach (Server,
+// ServerChanged), so that subscriptions follow the primary and the
+// outage detection of a later change can see a master switch.
 type Conn struct {
 	rdb redis.UniversalClient
+	db  int
+
+	mu       sync.Mutex
+	server   string        // address the last successful dial reached
+	switched chan struct{} // closed, and replaced, when server changes
 }
 
-// Dial connects to the Redis at url (redis://, rediss:// or unix://). It does
-// not wait for Redis to answer: every caller already survives Redis being away.
-func Dial(url string) (*Conn, error) {
-	opts, err := redis.ParseURL(url)
+// ErrServerChanged ends a subscription whose connection may still reach a
+// server that is no longer the one the pool talks to (a Sentinel failover
+// demoted it): the caller re-subscribes, which reaches the new primary.
+// Sentinel kills the pub/sub clients of the instances it reconfigures, but
+// not of an old primary it cannot reach (a partition), which would keep a
+// subscription open that hears no expiry ever again.
+var ErrServerChanged = errors.New("store: the Redis server changed (failover)")
+
+// Dial builds the process's client from cfg: a single node (REDIS_URL) or
+// the primary behind Sentinels (REDIS_SENTINEL_ADDRS, REDIS_MASTER_NAME). It
+// does not wait for Redis to answer: every caller already survives Redis
+// being away. cfg is expected to be validated (config.Load...); the errors
+// here never quote a URL or a password.
+func Dial(cfg config.Redis) (*Conn, error) {
+	return dial(cfg, func(*tuning) {})
+}
+
+// tuning is what Probe changes in the client options of Dial.
+type tuning struct {
+	dialTimeout time.Duration
+	maxRetries  int
+}
+
+func dial(cfg config.Redis, tune func(*tuning)) (*Conn, error) {
+	tl, err := tlsConfig(cfg)
 	if err != nil {
-		// The parse error may quote the URL, password included: say less.
-		return nil, errors.New("store: REDIS_URL is not a valid Redis URL")
+		return nil, err
 	}
-	return &Conn{rdb: redis.NewClient(opts)}, nil
+	var tn tuning
+	tune(&tn)
+	c := &Conn{switched: make(chan struct{})}
+	if cfg.Sentinel() {
+		fo := &redis.FailoverOptions{
+			MasterName:       cfg.MasterName,
+			SentinelAddrs:    cfg.SentinelAddrs,
+			SentinelPassword: cfg.SentinelPassword,
+			Username:         cfg.Username,
+			Password:         cfg.Password,
+			TLSConfig:        tl,
+			DialTimeout:      tn.dialTimeout,
+			MaxRetries:       tn.maxRetries,
+		}
+		c.rdb = redis.NewFailoverClient(fo)
+	} else {
+		opts, err := redis.ParseURL(cfg.NodeURL())
+		if err != nil {
+			// The parse error may quote the URL, password included: say less.
+			return nil, errors.New("store: REDIS_URL is not a valid Redis URL")
+		}
+		if cfg.Username != "" {
+			opts.Username = cfg.Username
+		}
+		if cfg.Password != "" {
+			opts.Password = cfg.Password
+		}
+		if tl != nil {
+			if opts.TLSConfig != nil && opts.TLSConfig.ServerName != "" {
+				tl.ServerName = opts.TLSConfig.ServerName
+			}
+			opts.TLSConfig = tl
+		}
+		if tn.dialTimeout != 0 {
+			opts.DialTimeout = tn.dialTimeout
+		}
+		if tn.maxRetries != 0 {
+			opts.MaxRetries = tn.maxRetries
+		}
+		c.db = opts.DB
+		c.rdb = redis.NewClient(opts)
+	}
+	c.rdb.AddHook(serverHook{c})
+	return c, nil
+}
+
+// tlsConfig is the TLS of every connection (nodes and Sentinels), nil
+// without TLS.
+func tlsConfig(cfg config.Redis) (*tls.Config, error) {
+	if !cfg.UseTLS() {
+		return nil, nil
+	}
+	pool, err := cfg.CAPool()
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
 
 // Wrap returns a Conn over a client made elsewhere (a test's private
 // redis-server, the embedded dev Redis of `make run`).
-func Wrap(rdb redis.UniversalClient) *Conn { return &Conn{rdb: rdb} }
+func Wrap(rdb redis.UniversalClient) *Conn {
+	c := &Conn{rdb: rdb, switched: make(chan struct{})}
+	if cl, ok := rdb.(*redis.Client); ok {
+		c.db = cl.Options().DB
+	}
+	rdb.AddHook(serverHook{c})
+	return c
+}
+
+// serverHook records the server each new connection reaches.
+type serverHook struct{ c *Conn }
+
+func (h serverHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := next(ctx, network, addr)
+		if err == nil {
+			h.c.noteServer(nc.RemoteAddr().String())
+		}
+		return nc, err
+	}
+}
+
+func (serverHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (serverHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (c *Conn) noteServer(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if addr == c.server {
+		return
+	}
+	if c.server != "" {
+		close(c.switched)
+		c.switched = make(chan struct{})
+	}
+	c.server = addr
+}
+
+// Server returns the address of the Redis the pool's newest connection
+// reached ("" before the first): in Sentinel mode, the primary as of the last
+// dial. A hook for outage detection: a change is a master switch.
+func (c *Conn) Server() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.server
+}
+
+// ServerChanged returns a channel closed when a new connection reaches
+// another server than Server does now.
+func (c *Conn) ServerChanged() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.switched
+}
+
+// RunID returns the run_id of the Redis that answers (INFO server): it
+// changes with every restart and with every failover, so a changed run_id
+// tells that the server's state may not be the one seen before.
+func (c *Conn) RunID(ctx context.Context) (string, error) {
+	info, err := c.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "", fmt.Errorf("store: info server: %w", err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			return v, nil
+		}
+	}
+	return "", errors.New("store: info server: no run_id")
+}
 
 // Close closes the pool.
 func (c *Conn) Close() error { return c.rdb.Close() }
@@ -83,12 +247,27 @@ const subscriptionPing = 15 * time.Second
 func (c *Conn) Subscribe(ctx context.Context, channel string) <-chan Published {
 	out := make(chan Published, 64)
 	ps := c.rdb.Subscribe(ctx, channel)
+	// Taken after Subscribe dialed: a switch from now on may leave the
+	// subscription on a demoted primary, which publishes no expiry.
+	switched := c.ServerChanged()
 	go func() {
 		defer close(out)
 		defer ps.Close()
-		// A blocked read does not watch ctx: closing the subscription does.
-		stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
-		defer stop()
+		// A blocked read watches neither ctx nor a master switch: closing
+		// the subscription does.
+		var moved atomic.Bool
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-switched:
+				moved.Store(true)
+				_ = ps.Close()
+			case <-ctx.Done():
+				_ = ps.Close()
+			case <-done:
+			}
+		}()
 		send := func(p Published) bool {
 			select {
 			case out <- p:
@@ -101,6 +280,10 @@ func (c *Conn) Subscribe(ctx context.Context, channel string) <-chan Published {
 			msg, err := ps.ReceiveTimeout(ctx, subscriptionPing)
 			if err != nil {
 				if ctx.Err() != nil {
+					return
+				}
+				if moved.Load() {
+					send(Published{Err: fmt.Errorf("store: subscription %s: %w", channel, ErrServerChanged)})
 					return
 				}
 				var ne net.Error
@@ -137,11 +320,7 @@ func (c *Conn) Subscribe(ctx context.Context, channel string) <-chan Published {
 // ExpiredChannel is the keyevent channel on which Redis announces expired
 // keys of the database this Conn uses.
 func (c *Conn) ExpiredChannel() string {
-	db := 0
-	if cl, ok := c.rdb.(*redis.Client); ok {
-		db = cl.Options().DB
-	}
-	return fmt.Sprintf("__keyevent@%d__:expired", db)
+	return fmt.Sprintf("__keyevent@%d__:expired", c.db)
 }
 
 // ExpiredLease returns the runner id of an expired-key event's payload when
@@ -187,20 +366,17 @@ func mergeKeyspaceFlags(flags string) string {
 	return out
 }
 
-// Probe reports whether a Redis answers at url within about half a second,
+// Probe reports whether the Redis cfg names answers within about a second,
 // without retrying: for choosing a Redis (`make run`), not for serving.
-func Probe(ctx context.Context, url string) error {
-	opts, err := redis.ParseURL(url)
+func Probe(ctx context.Context, cfg config.Redis) error {
+	c, err := dial(cfg, func(t *tuning) { t.dialTimeout, t.maxRetries = 300*time.Millisecond, -1 })
 	if err != nil {
-		return errors.New("store: not a valid Redis URL")
+		return err
 	}
-	opts.DialTimeout = 300 * time.Millisecond
-	opts.MaxRetries = -1
-	c := redis.NewClient(opts)
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("store: probe: %w", err)
 	}
 	return nil

@@ -4,8 +4,8 @@
 // only in what they load and run, so each main.go is one call to Main; the
 // single-process launcher of `make run` (tools/devrun) uses the same Setup.
 //
-// It must never hold service logic, and never print the Redis URL (it may
-// carry a password).
+// It must never hold service logic, and never print the Redis URL or a
+// Redis password.
 package svcmain
 
 import (
@@ -65,7 +65,7 @@ func run[C any](s Service[C]) error {
 		return err
 	}
 	defer p.Close()
-	conn, err := p.Dial(common.RedisAddrURL())
+	conn, err := p.Dial(common.Redis)
 	if err != nil {
 		return err
 	}
@@ -100,10 +100,11 @@ func Setup(ctx context.Context, common config.Common, tcfg config.Telemetry) (*P
 	return &Process{Log: log, tel: tel}, nil
 }
 
-// Dial connects to the Redis at url, with its commands traced when tracing
-// is on. Close closes the connection.
-func (p *Process) Dial(url string) (*store.Conn, error) {
-	conn, err := store.Dial(url)
+// Dial builds the client of the Redis cfg names (one node or the primary
+// behind Sentinels), with its commands traced when tracing is on. Close
+// closes it.
+func (p *Process) Dial(cfg config.Redis) (*store.Conn, error) {
+	conn, err := store.Dial(cfg)
 	if err != nil {
 		return nil, err
 	}

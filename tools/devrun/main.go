@@ -1,6 +1,6 @@
 // Command devrun is `make run`: it runs the API, the sweeper and the hooks
-// worker in one process for development. It uses REDIS_URL when set, else a
-// Redis on localhost:6379, else an embedded in-process Redis (miniredis),
+// worker in one process for development. It uses REDIS_URL (or the Sentinels
+// of REDIS_SENTINEL_ADDRS) when set, else a Redis on localhost:6379, else an embedded in-process Redis (miniredis),
 // which is for development only: it keeps nothing and is not Redis.
 //
 // When RUNNER_OFFLINE_HOOK is empty it also starts a local webhook receiver
@@ -67,13 +67,19 @@ func run() error {
 	defer proc.Close()
 	log := proc.Log
 
-	redisURL, cleanup, err := chooseRedis(ctx, log, apiCfg.RedisURL, dev.Embedded)
+	redisCfg, cleanup, err := chooseRedis(ctx, log, apiCfg.Redis, dev.Embedded)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	environ["REDIS_URL"] = redisURL
-	apiCfg.RedisURL = redisURL
+	if !redisCfg.Sentinel() {
+		// the other services' configurations must agree with the choice
+		environ["REDIS_URL"] = redisCfg.URL
+		for _, k := range []string{"REDIS_SENTINEL_ADDRS", "REDIS_MASTER_NAME", "REDIS_SENTINEL_PASSWORD"} {
+			delete(environ, k)
+		}
+	}
+	apiCfg.Redis = redisCfg
 
 	g, ctx := errgroup.WithContext(ctx)
 	if environ["RUNNER_OFFLINE_HOOK"] == "" {
@@ -92,7 +98,7 @@ func run() error {
 		return err
 	}
 
-	conn, err := proc.Dial(redisURL)
+	conn, err := proc.Dial(redisCfg)
 	if err != nil {
 		return err
 	}
@@ -111,30 +117,32 @@ func run() error {
 }
 
 // chooseRedis returns the Redis to use and a cleanup function.
-func chooseRedis(ctx context.Context, log *slog.Logger, configured string, forceEmbedded bool) (string, func(), error) {
-	if configured != "" && !forceEmbedded {
+func chooseRedis(ctx context.Context, log *slog.Logger, configured config.Redis, forceEmbedded bool) (config.Redis, func(), error) {
+	if (configured.URL != "" || configured.Sentinel()) && !forceEmbedded {
 		if err := store.Probe(ctx, configured); err != nil {
-			// the error never quotes the URL: it may carry a password
-			return "", nil, fmt.Errorf("REDIS_URL is set but does not answer: %w", err)
+			// neither the error nor configured's String quotes a password
+			return configured, nil, fmt.Errorf("Redis %s is configured but does not answer: %w", configured, err)
 		}
-		log.Info("using Redis from REDIS_URL")
+		log.Info("using the configured Redis", "redis", configured)
 		return configured, func() {}, nil
 	}
-	if !forceEmbedded && store.Probe(ctx, config.DefaultRedisURL) == nil {
-		log.Info("using the Redis on localhost:6379", "url", config.DefaultRedisURL)
-		return config.DefaultRedisURL, func() {}, nil
+	local := configured
+	local.URL = config.DefaultRedisURL
+	if !forceEmbedded && store.Probe(ctx, local) == nil {
+		log.Info("using the Redis on localhost:6379", "redis", local)
+		return local, func() {}, nil
 	}
 	m := miniredis.NewMiniRedis()
 	m.ClockTTL(true) // TTLs run on the wall clock, so leases really expire
 	if err := m.Start(); err != nil {
-		return "", nil, fmt.Errorf("embedded redis: %w", err)
+		return configured, nil, fmt.Errorf("embedded redis: %w", err)
 	}
 	log.Warn("**************************************************************************")
 	log.Warn("NO REDIS FOUND: running on an EMBEDDED IN-PROCESS REDIS (miniredis).")
 	log.Warn("DEVELOPMENT ONLY: state is lost on exit, no keyspace events, not for production.")
 	log.Warn("Set REDIS_URL or start redis-server on localhost:6379 for a real Redis.", "embedded", m.Addr())
 	log.Warn("**************************************************************************")
-	return "redis://" + m.Addr() + "/0", m.Close, nil
+	return config.Redis{URL: "redis://" + m.Addr() + "/0"}, m.Close, nil
 }
 
 func serveUntil(ctx context.Context, srv *http.Server) error {
