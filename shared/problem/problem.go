@@ -44,6 +44,15 @@ const (
 	TypeStaleEpoch           = Base + "stale-epoch"
 	TypeRunnerOffline        = Base + "runner-offline"
 	TypeRunnerUnreachable    = Base + "runner-unreachable"
+	// TypeRunnerDraining: dispatch to a runner whose last heartbeat
+	// reported it draining (it finishes its tasks and takes no more).
+	TypeRunnerDraining = Base + "runner-draining"
+	// TypeRunnerLive: registering the id of a live (online or unreachable)
+	// runner without that runner's credential.
+	TypeRunnerLive = Base + "runner-live"
+	// TypeConflictingCredentials: Authorization and X-API-Key carry
+	// different credentials.
+	TypeConflictingCredentials = Base + "conflicting-credentials"
 	TypeTaskTerminal         = Base + "task-terminal"
 	TypeInvalidTransition    = Base + "invalid-transition"
 	TypeIdempotencyKeyReused = Base + "idempotency-key-reused"
