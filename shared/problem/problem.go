@@ -38,12 +38,12 @@ const (
 	TypeInternal         = Base + "internal"
 
 	// The api.
-	TypeValidation           = Base + "validation"
-	TypeRunnerNotFound       = Base + "runner-not-found"
-	TypeTaskNotFound         = Base + "task-not-found"
-	TypeStaleEpoch           = Base + "stale-epoch"
-	TypeRunnerOffline        = Base + "runner-offline"
-	TypeRunnerUnreachable    = Base + "runner-unreachable"
+	TypeValidation        = Base + "validation"
+	TypeRunnerNotFound    = Base + "runner-not-found"
+	TypeTaskNotFound      = Base + "task-not-found"
+	TypeStaleEpoch        = Base + "stale-epoch"
+	TypeRunnerOffline     = Base + "runner-offline"
+	TypeRunnerUnreachable = Base + "runner-unreachable"
 	// TypeRunnerDraining: dispatch to a runner whose last heartbeat
 	// reported it draining (it finishes its tasks and takes no more).
 	TypeRunnerDraining = Base + "runner-draining"
@@ -53,14 +53,14 @@ const (
 	// TypeConflictingCredentials: Authorization and X-API-Key carry
 	// different credentials.
 	TypeConflictingCredentials = Base + "conflicting-credentials"
-	TypeTaskTerminal         = Base + "task-terminal"
-	TypeInvalidTransition    = Base + "invalid-transition"
-	TypeIdempotencyKeyReused = Base + "idempotency-key-reused"
-	TypeFleetFull            = Base + "fleet-full"
-	TypeAdmissionClosed      = Base + "admission-closed"
-	TypeLongPollCapacity     = Base + "long-poll-capacity"
-	TypeNotReady             = Base + "not-ready"
-	TypeUnavailable          = Base + "unavailable"
+	TypeTaskTerminal           = Base + "task-terminal"
+	TypeInvalidTransition      = Base + "invalid-transition"
+	TypeIdempotencyKeyReused   = Base + "idempotency-key-reused"
+	TypeFleetFull              = Base + "fleet-full"
+	TypeAdmissionClosed        = Base + "admission-closed"
+	TypeLongPollCapacity       = Base + "long-poll-capacity"
+	TypeNotReady               = Base + "not-ready"
+	TypeUnavailable            = Base + "unavailable"
 
 	// The sweeper's operator endpoints.
 	TypeRedisUnavailable = Base + "redis-unavailable"
