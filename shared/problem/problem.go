@@ -38,29 +38,20 @@ const (
 	TypeInternal         = Base + "internal"
 
 	// The api.
-	TypeValidation        = Base + "validation"
-	TypeRunnerNotFound    = Base + "runner-not-found"
-	TypeTaskNotFound      = Base + "task-not-found"
-	TypeStaleEpoch        = Base + "stale-epoch"
-	TypeRunnerOffline     = Base + "runner-offline"
-	TypeRunnerUnreachable = Base + "runner-unreachable"
-	// TypeRunnerDraining: dispatch to a runner whose last heartbeat
-	// reported it draining (it finishes its tasks and takes no more).
-	TypeRunnerDraining = Base + "runner-draining"
-	// TypeRunnerLive: registering the id of a live (online or unreachable)
-	// runner without that runner's credential.
-	TypeRunnerLive = Base + "runner-live"
-	// TypeConflictingCredentials: Authorization and X-API-Key carry
-	// different credentials.
-	TypeConflictingCredentials = Base + "conflicting-credentials"
-	TypeTaskTerminal           = Base + "task-terminal"
-	TypeInvalidTransition      = Base + "invalid-transition"
-	TypeIdempotencyKeyReused   = Base + "idempotency-key-reused"
-	TypeFleetFull              = Base + "fleet-full"
-	TypeAdmissionClosed        = Base + "admission-closed"
-	TypeLongPollCapacity       = Base + "long-poll-capacity"
-	TypeNotReady               = Base + "not-ready"
-	TypeUnavailable            = Base + "unavailable"
+	TypeValidation           = Base + "validation"
+	TypeRunnerNotFound       = Base + "runner-not-found"
+	TypeTaskNotFound         = Base + "task-not-found"
+	TypeStaleEpoch           = Base + "stale-epoch"
+	TypeRunnerOffline        = Base + "runner-offline"
+	TypeRunnerUnreachable    = Base + "runner-unreachable"
+	TypeTaskTerminal         = Base + "task-terminal"
+	TypeInvalidTransition    = Base + "invalid-transition"
+	TypeIdempotencyKeyReused = Base + "idempotency-key-reused"
+	TypeFleetFull            = Base + "fleet-full"
+	TypeAdmissionClosed      = Base + "admission-closed"
+	TypeLongPollCapacity     = Base + "long-poll-capacity"
+	TypeNotReady             = Base + "not-ready"
+	TypeUnavailable          = Base + "unavailable"
 
 	// The sweeper's operator endpoints.
 	TypeRedisUnavailable = Base + "redis-unavailable"
@@ -71,6 +62,19 @@ const (
 	TypeAdminDisabled    = Base + "admin-disabled"
 	TypeDeliveryNotFound = Base + "delivery-not-found"
 	TypeNotArchived      = Base + "not-archived"
+)
+
+// The api's refusals of runner credentials, registrations and dispatches.
+const (
+	// TypeConflictingCredentials (400): Authorization and X-API-Key carry
+	// different credentials.
+	TypeConflictingCredentials = Base + "conflicting-credentials"
+	// TypeRunnerLive (409): registering the id of a live (online or
+	// unreachable) runner without that runner's credential.
+	TypeRunnerLive = Base + "runner-live"
+	// TypeRunnerDraining (409): dispatch to a runner whose last heartbeat
+	// reported it draining (it finishes its tasks and takes no more).
+	TypeRunnerDraining = Base + "runner-draining"
 )
 
 // HTTPType is the type of a status no constant names ("http-418").
