@@ -374,8 +374,9 @@ func (h *Handlers) runnerOrOperator(c *fiber.Ctx, id string) error {
 	return auth.ErrForbidden
 }
 
-// actsFor checks that p may act as runner id (a runner token on its own
-// runner; an operator when allowOperator).
+// actsFor checks that p may act as runner id (auth.Principal.ActsFor: its
+// own token, or an API key RUNNER_AUTH lets act for runners; an operator
+// when allowOperator).
 func (h *Handlers) actsFor(c *fiber.Ctx, p auth.Principal, id string, allowOperator bool) error {
 	c.Locals(localRunner, id)
 	if p.ActsFor(id) || (allowOperator && p.IsOperator()) {
