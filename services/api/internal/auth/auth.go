@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
@@ -64,6 +65,22 @@ type Principal struct {
 	// runner's current hash in the same step that re-registers.
 	tokenHash string
 }
+
+// String names p by role (and runner id), never its token hash, so that a
+// Principal printed or logged by mistake shows nothing secret.
+func (p Principal) String() string {
+	s := p.Role.String()
+	if p.Role == RoleRunner {
+		s += "(" + p.RunnerID + ")"
+	}
+	if p.RunnerKey {
+		s += "+runner-key"
+	}
+	return s
+}
+
+// LogValue is String for slog.
+func (p Principal) LogValue() slog.Value { return slog.StringValue(p.String()) }
 
 // CanRegister reports whether p may register runners at all (a runner
 // token may only re-register its own runner: see MayRegister).

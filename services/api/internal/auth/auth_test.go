@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -120,6 +122,15 @@ func TestPrincipalRules(t *testing.T) {
 				t.Errorf("TaskActor(cancel) = %v", got)
 			}
 		})
+	}
+}
+
+func TestPrincipalNeverShowsItsTokenHash(t *testing.T) {
+	p := Principal{Role: RoleRunner, RunnerID: "r1", tokenHash: "secret-hash"}
+	for _, out := range []string{fmt.Sprintf("%v %+v %s", p, p, p), p.LogValue().String()} {
+		if strings.Contains(out, "secret-hash") || !strings.Contains(out, "runner(r1)") {
+			t.Errorf("printed as %q", out)
+		}
 	}
 }
 
