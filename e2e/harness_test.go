@@ -220,6 +220,8 @@ type cluster struct {
 
 type clusterOpts struct {
 	leaseTTLMs, heartbeatMs int
+	// apiEnv overrides bin/api's environment (an empty value unsets).
+	apiEnv map[string]string
 }
 
 func startCluster(t *testing.T, o clusterOpts) *cluster {
@@ -234,7 +236,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	c.apiEnv = merge(common, map[string]string{
 		"PORT": strconv.Itoa(c.apiPort), "API_KEYS": runnerKey, "ADMIN_API_KEYS": operatorKey,
 		"LEASE_TTL_MS": strconv.Itoa(o.leaseTTLMs), "HEARTBEAT_INTERVAL_MS": strconv.Itoa(o.heartbeatMs),
-	})
+	}, o.apiEnv)
 	c.startAPI()
 	startProc(t, "sweeper", binary(t, "sweeper"), merge(common, map[string]string{
 		"PORT": strconv.Itoa(freePort(t)), "LEASE_TTL_MS": strconv.Itoa(o.leaseTTLMs), "SWEEP_INTERVAL_MS": "100",

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -14,11 +15,20 @@ type API struct {
 	// Port (PORT, default 3000).
 	Port int `env:"PORT"`
 	// APIKeys (API_KEYS, comma-separated, default none): keys that may
-	// register runners. None means auth is off (refused in production).
+	// register runners and, while RUNNER_AUTH lists api-key, act as any
+	// runner. None (and no ADMIN_API_KEYS) means auth is off. Keys shorter
+	// than MinKeyLen are refused in production, warned about elsewhere.
 	APIKeys []string `env:"API_KEYS" envSeparator:","`
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
-	// keys. None means the API_KEYS are operator keys too.
+	// keys. None means the API_KEYS are operator keys too (with a warning);
+	// refused in production.
 	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
+	// RunnerAuth (RUNNER_AUTH, comma-separated set, default "token,api-key"):
+	// the credentials that act as a runner on its routes. "token" is the
+	// runner's own token (always on); "api-key" also lets every API_KEYS key
+	// act as any runner, as the original controller did. "token" alone is
+	// strict: only a runner's own token acts for it.
+	RunnerAuth []string `env:"RUNNER_AUTH" envSeparator:","`
 	// ExpectedRunnerVersion (EXPECTED_RUNNER_VERSION, default ""): semver
 	// constraint or version runners must meet; empty means any version complies.
 	ExpectedRunnerVersion string `env:"EXPECTED_RUNNER_VERSION"`
@@ -60,6 +70,7 @@ func DefaultAPI() API {
 	return API{
 		Fleet:              defaultFleet(),
 		Port:               3000,
+		RunnerAuth:         []string{RunnerAuthToken, RunnerAuthAPIKey},
 		MetricsPerRunner:   true,
 		MetricsCacheMs:     10000,
 		BodyLimitBytes:     1 << 20,
@@ -123,16 +134,73 @@ func (c API) Validate() error {
 	if c.CountsCacheTTL <= 0 {
 		errs = append(errs, fmt.Errorf("CountsCacheTTL: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.CountsCacheTTL))
 	}
-	for _, k := range append(append([]string{}, c.APIKeys...), c.AdminAPIKeys...) {
-		if len(k) < 16 {
-			errs = append(errs, errors.New("API_KEYS/ADMIN_API_KEYS: every key must be at least 16 characters"))
-			break
+	for _, v := range []struct {
+		name string
+		keys []string
+	}{{"API_KEYS", c.APIKeys}, {"ADMIN_API_KEYS", c.AdminAPIKeys}} {
+		if _, err := checkKeyLength(v.name, v.keys, c.Production()); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if c.Production() && len(c.APIKeys) == 0 && len(c.AdminAPIKeys) == 0 {
-		errs = append(errs, errors.New("API_KEYS: NODE_ENV=production requires API keys; refusing to run with auth off"))
+	if c.Production() && len(configuredKeys(c.AdminAPIKeys)) == 0 {
+		errs = append(errs, errors.New("ADMIN_API_KEYS: NODE_ENV=production requires operator keys; refusing to run with "+
+			"auth off or with the API_KEYS as operator keys (they would dispatch shell commands to every runner)"))
 	}
+	errs = append(errs, c.validateRunnerAuth()...)
 	return errors.Join(errs...)
+}
+
+func (c API) validateRunnerAuth() []error {
+	var errs []error
+	token := false
+	for _, v := range c.RunnerAuth {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case RunnerAuthToken:
+			token = true
+		case RunnerAuthAPIKey:
+		default:
+			errs = append(errs, fmt.Errorf("RUNNER_AUTH: %q is not %s or %s", v, RunnerAuthToken, RunnerAuthAPIKey))
+		}
+	}
+	if !token {
+		errs = append(errs, fmt.Errorf("RUNNER_AUTH: must list %s (%q or %q): the runner's own token is always accepted",
+			RunnerAuthToken, RunnerAuthToken, RunnerAuthToken+","+RunnerAuthAPIKey))
+	}
+	return errs
+}
+
+// APIKeysActForRunners reports whether RUNNER_AUTH lets an API key act as any
+// runner on the runner routes (heartbeat, update, offline, task updates and
+// the runner's own reads).
+func (c API) APIKeysActForRunners() bool {
+	for _, v := range c.RunnerAuth {
+		if strings.EqualFold(strings.TrimSpace(v), RunnerAuthAPIKey) {
+			return true
+		}
+	}
+	return false
+}
+
+// Warnings lists what a valid configuration still does unsafely, for the
+// service to log once at start-up: keys shorter than MinKeyLen (refused in
+// production) and API keys that are operator keys because ADMIN_API_KEYS is
+// empty (refused in production). No warning holds a key.
+func (c API) Warnings() []string {
+	var out []string
+	for _, v := range []struct {
+		name string
+		keys []string
+	}{{"API_KEYS", c.APIKeys}, {"ADMIN_API_KEYS", c.AdminAPIKeys}} {
+		if w, _ := checkKeyLength(v.name, v.keys, c.Production()); w != "" {
+			out = append(out, w)
+		}
+	}
+	if len(configuredKeys(c.AdminAPIKeys)) == 0 && len(configuredKeys(c.APIKeys)) > 0 {
+		out = append(out, "ADMIN_API_KEYS is empty: every API_KEYS key is an operator key too, so every runner's key "+
+			"can list runners, dispatch shell commands to any runner and request updates (refused with NODE_ENV=production); "+
+			"set ADMIN_API_KEYS")
+	}
+	return out
 }
 
 // LongPollMax is LongPollMaxMs as a duration.

@@ -63,7 +63,8 @@ type Hooks struct {
 	HookShutdownTimeoutMs int64 `env:"HOOK_SHUTDOWN_TIMEOUT_MS"`
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): bearer
 	// keys for the archived deliveries endpoints. None leaves them open
-	// outside production and disables them in production.
+	// outside production and disables them in production. Keys shorter than
+	// MinKeyLen are refused in production, warned about elsewhere.
 	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
 	// RelayBatch (no variable, default 100): most outbox entries the relay
 	// reads or claims at once.
@@ -211,13 +212,20 @@ func (c Hooks) Validate() error {
 	if c.RelayBlock <= 0 {
 		errs = append(errs, errors.New("RelayBlock: not positive (no variable sets it: build the configuration from DefaultHooks)"))
 	}
-	for _, k := range c.AdminAPIKeys {
-		if len(k) < 16 {
-			errs = append(errs, errors.New("ADMIN_API_KEYS: every key must be at least 16 characters"))
-			break
-		}
+	if _, err := checkKeyLength("ADMIN_API_KEYS", c.AdminAPIKeys, c.Production()); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Warnings lists what a valid configuration still does unsafely, for the
+// service to log once at start-up: ADMIN_API_KEYS keys shorter than
+// MinKeyLen (refused in production). No warning holds a key.
+func (c Hooks) Warnings() []string {
+	if w, _ := checkKeyLength("ADMIN_API_KEYS", c.AdminAPIKeys, c.Production()); w != "" {
+		return []string{w}
+	}
+	return nil
 }
 
 // HookTimeout is HookTimeoutMs as a duration.

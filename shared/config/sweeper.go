@@ -36,7 +36,8 @@ type Sweeper struct {
 	MassExpiryHoldMs int64 `env:"MASS_EXPIRY_HOLD_MS"`
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
 	// keys accepted by POST /quarantine/release. None leaves the endpoint open
-	// outside production and disables it in production.
+	// outside production and disables it in production. Keys shorter than
+	// MinKeyLen are refused in production, warned about elsewhere.
 	AdminAPIKeys []string `env:"ADMIN_API_KEYS" envSeparator:","`
 	// HTTP (no variable): the server's timeouts; default read header 5 s,
 	// read 10 s, write 10 s, idle 60 s, shutdown 5 s.
@@ -97,13 +98,20 @@ func (c Sweeper) Validate() error {
 	if c.MassExpiryHoldMs < 0 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_HOLD_MS: %d is negative", c.MassExpiryHoldMs))
 	}
-	for _, k := range c.AdminAPIKeys {
-		if len(k) < 16 {
-			errs = append(errs, errors.New("ADMIN_API_KEYS: every key must be at least 16 characters"))
-			break
-		}
+	if _, err := checkKeyLength("ADMIN_API_KEYS", c.AdminAPIKeys, c.Production()); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// Warnings lists what a valid configuration still does unsafely, for the
+// service to log once at start-up: ADMIN_API_KEYS keys shorter than
+// MinKeyLen (refused in production). No warning holds a key.
+func (c Sweeper) Warnings() []string {
+	if w, _ := checkKeyLength("ADMIN_API_KEYS", c.AdminAPIKeys, c.Production()); w != "" {
+		return []string{w}
+	}
+	return nil
 }
 
 // SweepInterval is SweepIntervalMs as a duration.

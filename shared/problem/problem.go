@@ -64,6 +64,19 @@ const (
 	TypeNotArchived      = Base + "not-archived"
 )
 
+// The api's refusals of runner credentials, registrations and dispatches.
+const (
+	// TypeConflictingCredentials (400): Authorization and X-API-Key carry
+	// different credentials.
+	TypeConflictingCredentials = Base + "conflicting-credentials"
+	// TypeRunnerLive (409): registering the id of a live (online or
+	// unreachable) runner without that runner's credential.
+	TypeRunnerLive = Base + "runner-live"
+	// TypeRunnerDraining (409): dispatch to a runner whose last heartbeat
+	// reported it draining (it finishes its tasks and takes no more).
+	TypeRunnerDraining = Base + "runner-draining"
+)
+
 // HTTPType is the type of a status no constant names ("http-418").
 func HTTPType(status int) string { return Base + "http-" + strconv.Itoa(status) }
 

@@ -164,3 +164,11 @@ func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	}
 	return ev, nil
 }
+
+// boolArg is a flag as a script argument: "1" or "0".
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}

@@ -27,6 +27,12 @@ var (
 	ErrInvalidTransition = domain("invalid task status transition")
 	ErrAlreadyOffline    = domain("runner is already offline")
 	ErrIdempotencyReused = domain("idempotency key already used for a different request")
+	// ErrRunnerLive refuses to register a live runner's id for a caller
+	// that holds none of that runner's credentials.
+	ErrRunnerLive = domain("runner is live: registering its id needs its credential")
+	// ErrRunnerDraining refuses to dispatch to a runner whose last heartbeat
+	// reported it draining.
+	ErrRunnerDraining = domain("runner is draining: it takes no new tasks")
 	// ErrNoQuarantine means there was no active quarantine to end (or it is
 	// still holding).
 	ErrNoQuarantine = domain("no quarantine to end")

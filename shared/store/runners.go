@@ -14,7 +14,13 @@ import (
 )
 
 // RegisterParams describes a registration. TokenHash is the hash of the
-// runner's token; the token itself never reaches the store.
+// runner's new token; the token itself never reaches the store.
+//
+// A live runner (online or unreachable) is re-registered only by a caller
+// holding its credential: ActsForAnyRunner (an API key RUNNER_AUTH lets act
+// as any runner, or auth off), or CallerTokenHash equal to the runner's
+// current token hash. Anyone else gets ErrRunnerLive. An offline or unknown
+// runner needs neither.
 type RegisterParams struct {
 	ID         string
 	Name       string
@@ -26,6 +32,9 @@ type RegisterParams struct {
 	TokenHash  string
 	LeaseTTL   time.Duration
 	MaxRunners int
+
+	ActsForAnyRunner bool
+	CallerTokenHash  string
 }
 
 // Lease is a runner's lease as granted by a registration or heartbeat.
@@ -38,6 +47,7 @@ type Lease struct {
 const (
 	registerDone = 0
 	registerFull = 1
+	registerLive = 2
 )
 
 // heartbeat.lua's return codes.
@@ -55,7 +65,8 @@ const (
 )
 
 // Register registers p.ID, or brings it back under a new epoch. It returns
-// ErrFleetFull when MaxRunners live runners exist already.
+// ErrFleetFull when MaxRunners live runners exist already, and ErrRunnerLive
+// when p.ID is live and the caller holds none of its credentials.
 func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo, Lease, error) {
 	labels := ""
 	if len(p.Labels) > 0 {
@@ -74,12 +85,16 @@ func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo
 	res, err := registerScript.Run(ctx, s.rdb, keys,
 		p.ID, p.Name, p.Version, p.Realm, p.Endpoint, labels, p.Capacity,
 		p.TokenHash, p.LeaseTTL.Milliseconds(), p.MaxRunners, RealmIndexPrefix, TaskKeyPrefix,
+		boolArg(p.ActsForAnyRunner), p.CallerTokenHash,
 	).Slice()
 	if err != nil {
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, err)
 	}
-	if scriptCode(res) == registerFull {
+	switch scriptCode(res) {
+	case registerFull:
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, ErrFleetFull)
+	case registerLive:
+		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, ErrRunnerLive)
 	}
 	if len(res) < 5 {
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, errUnexpectedResponse)

@@ -24,10 +24,12 @@ func newStore(t *testing.T) (*store.Store, *redis.Client) {
 	return store.New(store.Wrap(rdb), store.OptionsFrom(config.DefaultAPI().Fleet)), rdb
 }
 
+// register registers id as a caller holding its credential.
 func register(t *testing.T, s *store.Store, id string, ttl time.Duration) store.Lease {
 	t.Helper()
 	_, lease, err := s.Register(context.Background(), store.RegisterParams{
 		ID: id, Name: "n-" + id, Version: "1.0.0", Realm: "eu", Capacity: 2, TokenHash: "h", LeaseTTL: ttl,
+		ActsForAnyRunner: true, // the runner itself: re-registering a live one is allowed
 	})
 	if err != nil {
 		t.Fatalf("register %s: %v", id, err)

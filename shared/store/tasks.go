@@ -22,6 +22,7 @@ const (
 	dispatchCreated   = 0
 	dispatchNotFound  = 1
 	dispatchNotOnline = 2
+	dispatchDraining  = 3
 	dispatchExisting  = 5
 	dispatchReused    = 6
 )
@@ -52,7 +53,9 @@ type DispatchParams struct {
 }
 
 // Dispatch creates a pending task. created is false when the idempotency key
-// returned an existing task.
+// returned an existing task. A runner that is unknown, offline, unreachable
+// or draining takes none: ErrRunnerNotFound, ErrRunnerOffline,
+// ErrRunnerUnreachable, ErrRunnerDraining.
 func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.RunnerTask, created bool, err error) {
 	tid := NewID("tsk_")
 	useIdem := "0"
@@ -84,6 +87,8 @@ func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.Runne
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s (key made task %s): %w", p.RunnerID, toString(res[1]), ErrIdempotencyReused)
 	case dispatchNotFound:
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerNotFound)
+	case dispatchDraining:
+		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerDraining)
 	case dispatchNotOnline:
 		if toString(res[1]) == string(wire.RunnerUnreachable) {
 			return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerUnreachable)

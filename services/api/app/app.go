@@ -78,7 +78,8 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	a := auth.New(cfg.APIKeys, cfg.AdminAPIKeys, svc.TokenHash, store.ErrRunnerNotFound, validate.ID)
+	a := auth.New(auth.Keys{API: cfg.APIKeys, Operator: cfg.AdminAPIKeys, APIKeysActForRunners: cfg.APIKeysActForRunners()},
+		svc.TokenHash, store.ErrRunnerNotFound, validate.ID)
 	m := metrics.New(st, metrics.Options{
 		Prefix: cfg.MetricsPrefix, PerRunner: cfg.MetricsPerRunner,
 		CacheTTL: time.Duration(cfg.MetricsCacheMs) * time.Millisecond, Admission: svc.Admission,
@@ -101,6 +102,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if !s.auth.Enabled() {
 		s.log.Warn("AUTH IS OFF: API_KEYS and ADMIN_API_KEYS are empty, so anyone who reaches this port can register, " +
 			"dispatch and operate runners. Set API_KEYS (and ADMIN_API_KEYS) for anything but local development.")
+	}
+	for _, w := range s.cfg.Warnings() {
+		s.log.Warn("INSECURE CONFIGURATION: " + w)
 	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

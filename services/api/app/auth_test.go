@@ -10,15 +10,38 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/httpapi"
 	"github.com/yggdrasil-cp/yggdrasil/shared/client"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
-// TestAuthEveryRouteEveryRole calls every route with every kind of caller.
+// TestAuthEveryRouteEveryRole calls every route with every kind of caller,
+// in both RUNNER_AUTH modes and with the credential in either header.
+// Under RUNNER_AUTH=token an API key is refused (403) on every runner route
+// (heartbeat, update, offline, the runner's reads, both task updates) where
+// the default lets it act as the runner.
 func TestAuthEveryRouteEveryRole(t *testing.T) {
-	e := start(t, authCfg)
+	for _, mode := range []struct {
+		name       string
+		runnerAuth []string
+		keyActs    bool
+	}{
+		{"RUNNER_AUTH=token,api-key", []string{"token", "api-key"}, true},
+		{"RUNNER_AUTH=token", []string{"token"}, false},
+	} {
+		for _, header := range []string{"Authorization", "X-API-Key"} {
+			t.Run(mode.name+" in "+header, func(t *testing.T) {
+				authEveryRoute(t, header, mode.keyActs, func(c *config.API) { authCfg(c); c.RunnerAuth = mode.runnerAuth })
+			})
+		}
+	}
+}
+
+func authEveryRoute(t *testing.T, header string, keyActs bool, mods ...func(*config.API)) {
+	e := start(t, mods...)
 	ctx := context.Background()
 	own := e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "own"})
 	other := e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "other"})
+	e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "third"})
 	op := e.client(opKey)
 	freshTask := func() string {
 		task, _, err := op.Dispatch(ctx, "own", wire.DispatchTaskPayload{Type: "shell"}, "")
@@ -26,6 +49,29 @@ func TestAuthEveryRouteEveryRole(t *testing.T) {
 			t.Fatal(err)
 		}
 		return task.ID
+	}
+	do := func(method, path, cred, body string) resp {
+		if header == "Authorization" {
+			return e.do(method, path, cred, body)
+		}
+		if cred == "" {
+			return e.do(method, path, "", body)
+		}
+		return e.do(method, path, "", body, "X-API-Key", cred)
+	}
+	// k is the API key's status on a runner route: the runner's answer
+	// when keys act for runners, else 403.
+	k := func(ok int) int {
+		if keyActs {
+			return ok
+		}
+		return 403
+	}
+	// re-registering a live runner: an API key holds its credential only
+	// when keys act for runners
+	keyReregister := 201
+	if !keyActs {
+		keyReregister = 409
 	}
 
 	roles := []struct{ name, cred string }{
@@ -51,23 +97,26 @@ func TestAuthEveryRouteEveryRole(t *testing.T) {
 		{"GET", fixed("/runners"), "", [7]int{401, 401, 401, 403, 200, 403, 403}},
 		{"GET", fixed("/api/runners"), "", [7]int{401, 401, 401, 403, 200, 403, 403}},
 		{"POST", fixed("/runners/register"), `{"name":"n","version":"1.0.0"}`, [7]int{401, 401, 401, 201, 201, 403, 403}},
-		{"POST", fixed("/runners/heartbeat"), `{"runnerId":"own"}`, [7]int{401, 401, 401, 403, 403, 200, 403}},
-		{"POST", fixed("/runners/update"), `{"runnerId":"own","endpoint":"http://10.1.1.1"}`, [7]int{401, 401, 401, 403, 200, 200, 403}},
-		{"GET", fixed("/runners/own"), "", [7]int{401, 401, 401, 403, 200, 200, 403}},
-		{"GET", fixed("/runners/own/tasks"), "", [7]int{401, 401, 401, 403, 200, 200, 403}},
+		// "third" is live: only its credential re-registers it (409 for the rest)
+		{"POST", fixed("/runners/register"), `{"runnerId":"third","name":"n","version":"1.0.0"}`, [7]int{401, 401, 401, keyReregister, 409, 403, 403}},
+		{"POST", fixed("/runners/heartbeat"), `{"runnerId":"own"}`, [7]int{401, 401, 401, k(200), 403, 200, 403}},
+		{"POST", fixed("/runners/heartbeat"), `{"runnerId":"nobody"}`, [7]int{401, 401, 401, k(404), 403, 403, 403}},
+		{"POST", fixed("/runners/update"), `{"runnerId":"own","endpoint":"http://10.1.1.1"}`, [7]int{401, 401, 401, k(200), 200, 200, 403}},
+		{"GET", fixed("/runners/own"), "", [7]int{401, 401, 401, k(200), 200, 200, 403}},
+		{"GET", fixed("/runners/own/tasks"), "", [7]int{401, 401, 401, k(200), 200, 200, 403}},
 		{"POST", fixed("/runners/own/tasks"), `{"type":"shell"}`, [7]int{401, 401, 401, 403, 201, 403, 403}},
-		{"PATCH", func() string { return "/runners/own/tasks/" + freshTask() }, `{"status":"cancelled"}`, [7]int{401, 401, 401, 403, 200, 200, 403}},
-		{"POST", func() string { return "/runners/task/" + freshTask() + "/patch" }, `{"status":"cancelled"}`, [7]int{401, 401, 401, 403, 200, 200, 403}},
+		{"PATCH", func() string { return "/runners/own/tasks/" + freshTask() }, `{"status":"cancelled"}`, [7]int{401, 401, 401, k(200), 200, 200, 403}},
+		{"POST", func() string { return "/runners/task/" + freshTask() + "/patch" }, `{"status":"cancelled"}`, [7]int{401, 401, 401, k(200), 200, 200, 403}},
 		{"POST", fixed("/runners/own/request-update"), `{"version":"2.0.0"}`, [7]int{401, 401, 401, 403, 200, 403, 403}},
 		{"POST", fixed("/version-check/1.0.0"), "", [7]int{401, 401, 401, 200, 200, 200, 200}},
 		{"GET", fixed("/admission"), "", [7]int{401, 401, 401, 200, 200, 200, 200}},
-		{"POST", fixed("/runners/offline"), `{"runnerId":"own"}`, [7]int{401, 401, 401, 403, 200, 200, 403}},
+		{"POST", fixed("/runners/offline"), `{"runnerId":"own"}`, [7]int{401, 401, 401, k(200), 200, 200, 403}},
 	}
 	for _, rt := range routes {
 		for i, role := range roles {
 			path := rt.path()
-			t.Run(fmt.Sprintf("%s %s as %s", rt.method, strings.SplitN(path, "tsk_", 2)[0], role.name), func(t *testing.T) {
-				r := e.do(rt.method, path, role.cred, rt.body)
+			t.Run(fmt.Sprintf("%s %s %s as %s", rt.method, strings.SplitN(path, "tsk_", 2)[0], rt.body, role.name), func(t *testing.T) {
+				r := do(rt.method, path, role.cred, rt.body)
 				if r.status != rt.want[i] {
 					t.Fatalf("status = %d, want %d: %s", r.status, rt.want[i], r.body)
 				}
@@ -80,6 +129,10 @@ func TestAuthEveryRouteEveryRole(t *testing.T) {
 					if r.problem(t).Type != httpapi.ProblemBase+"forbidden" {
 						t.Fatalf("403 body %s", r.body)
 					}
+				case 409:
+					if r.problem(t).Type != problem.TypeRunnerLive {
+						t.Fatalf("409 body %s", r.body)
+					}
 				}
 				if r.status >= 400 && r.header.Get("Content-Type") != httpapi.ContentTypeProblem {
 					t.Fatalf("content type %q", r.header.Get("Content-Type"))
@@ -88,12 +141,12 @@ func TestAuthEveryRouteEveryRole(t *testing.T) {
 		}
 	}
 	// a body naming another runner is refused even with a valid token
-	if r := e.do("POST", "/runners/heartbeat", other.Token, `{"runnerId":"own"}`); r.status != 403 {
+	if r := do("POST", "/runners/heartbeat", other.Token, `{"runnerId":"own"}`); r.status != 403 {
 		t.Fatalf("heartbeat for another runner = %d", r.status)
 	}
 	// a token never appears in any answer but the registration
 	for _, path := range []string{"/runners/own", "/runners?limit=10", "/metrics"} {
-		if r := e.do("GET", path, opKey, ""); strings.Contains(string(r.body), own.Token) || strings.Contains(string(r.body), "tokenHash") {
+		if r := do("GET", path, opKey, ""); strings.Contains(string(r.body), own.Token) || strings.Contains(string(r.body), "tokenHash") {
 			t.Fatalf("%s leaks the token", path)
 		}
 	}

@@ -58,6 +58,9 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 	if err != nil {
 		return fmt.Errorf("hooks: %w", err)
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("hooks: INSECURE CONFIGURATION: " + w)
+	}
 	if len(cfg.HookURLs) == 0 {
 		log.Warn("hooks: RUNNER_OFFLINE_HOOK is empty: events are drained from the outbox and not delivered")
 	} else if !signer.Enabled() {

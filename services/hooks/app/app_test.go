@@ -507,7 +507,7 @@ func TestRedisRestartRecovers(t *testing.T) {
 	}
 	// The stream and group are gone with the old Redis: the relay recreates them.
 	testkit.Eventually(t, 10*time.Second, func() bool {
-		_, _, err := s.Register(context.Background(), store.RegisterParams{ID: "r-0000", Name: "n", TokenHash: "h", LeaseTTL: time.Minute})
+		_, _, err := s.Register(context.Background(), store.RegisterParams{ID: "r-0000", Name: "n", TokenHash: "h", LeaseTTL: time.Minute, ActsForAnyRunner: true})
 		return err == nil
 	}, "re-registered after restart")
 	if _, err := s.Deregister(context.Background(), "r-0000", 0, ""); err != nil {

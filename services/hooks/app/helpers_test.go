@@ -172,6 +172,7 @@ func registerRunners(t testing.TB, s *store.Store, prefix string, n int, ttl tim
 		ids[i] = fmt.Sprintf("%s-%04d", prefix, i)
 		if _, _, err := s.Register(context.Background(), store.RegisterParams{
 			ID: ids[i], Name: "name-" + ids[i], Version: "1.0.0", Realm: "eu", Capacity: 1, TokenHash: "h", LeaseTTL: ttl,
+			ActsForAnyRunner: true,
 		}); err != nil {
 			t.Fatalf("register %s: %v", ids[i], err)
 		}

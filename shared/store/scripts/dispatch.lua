@@ -12,7 +12,9 @@
 -- Returns {0, task id, createdAt ms} for a new task;
 --         {5, existing task id} when the idempotency key already made one;
 --         {6, existing task id} when it made one from a different request;
---         {1} unknown runner; {2, status} runner offline or unreachable.
+--         {1} unknown runner; {2, status} runner offline or unreachable;
+--         {3} runner draining (its last heartbeat reported activity 'draining':
+--             it finishes its tasks and takes no more; a registration clears it).
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[7])
   if existing then
@@ -27,12 +29,16 @@ if ARGV[6] == '1' then
     return {5, tid}
   end
 end
-local status = redis.call('HGET', KEYS[1], 'status')
+local st = redis.call('HMGET', KEYS[1], 'status', 'activity')
+local status = st[1]
 if not status then
   return {1}
 end
 if status == 'offline' or status == 'unreachable' then
   return {2, status}
+end
+if st[2] == 'draining' then
+  return {3}
 end
 
 local t = redis.call('TIME')

@@ -11,9 +11,19 @@
 -- ARGV[5] endpoint    ARGV[6] labels (JSON, '' for none)   ARGV[7] capacity
 -- ARGV[8] token hash  ARGV[9] lease TTL ms   ARGV[10] max runners (0 = no limit)
 -- ARGV[11] realm index key prefix   ARGV[12] task key prefix
+-- ARGV[13] '1' when the caller's credential acts as any runner (an API key
+--          RUNNER_AUTH allows, or auth off), else '0'
+-- ARGV[14] hash of the runner token the caller presented ('' = none)
 --
 -- Returns {0, epoch, lease deadline ms, now ms, registeredAt ms} on success;
---         {1} when MAX_RUNNERS live runners are registered already.
+--         {1} when MAX_RUNNERS live runners are registered already;
+--         {2, status} when the runner is live (online or unreachable) and the
+--         caller holds no credential of it (ARGV[13] is '0' and ARGV[14] is
+--         not its current token hash): nobody takes over a live runner.
+-- Checking the credential here, in the step that re-registers, means a
+-- runner going offline, or re-registering with a new token, between the
+-- API's authentication and this script changes nothing: the state read here
+-- is the state written.
 -- A re-registration fails the runner's running tasks (they belonged to the
 -- previous incarnation, which can no longer report them); pending tasks stay.
 local t = redis.call('TIME')
@@ -22,9 +32,12 @@ local id = ARGV[1]
 local ttl = tonumber(ARGV[9])
 local maxRunners = tonumber(ARGV[10])
 
-local prev = redis.call('HMGET', KEYS[1], 'status', 'realm', 'registeredAt', 'epoch')
+local prev = redis.call('HMGET', KEYS[1], 'status', 'realm', 'registeredAt', 'epoch', 'tokenHash')
 local prevStatus = prev[1]
 local live = prevStatus == 'online' or prevStatus == 'unreachable'
+if live and ARGV[13] ~= '1' and (ARGV[14] == '' or ARGV[14] ~= prev[5]) then
+  return {2, prevStatus}
+end
 if maxRunners > 0 and not live then
   local count = redis.call('ZCARD', KEYS[5]) + redis.call('ZCARD', KEYS[6])
   if count >= maxRunners then

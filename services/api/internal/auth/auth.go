@@ -1,7 +1,11 @@
-// Package auth decides who a request comes from: an API key (may register
-// runners), an operator key, or a runner token that acts on its own runner
-// only. Keys are compared as SHA-256 digests in constant time; runner tokens
-// are stored hashed and never leave this package except once, at register.
+// Package auth decides who a request comes from and what it may do: an API
+// key (may register runners and, under RUNNER_AUTH=token,api-key, act as any
+// runner), an operator key, or a runner token that acts on its own runner
+// only. The credential comes in `Authorization: Bearer` or `X-API-Key`
+// (either header, any credential). Keys are compared as SHA-256 digests in
+// constant time; runner tokens are stored hashed and never leave this
+// package except once, at register. Handlers ask a Principal (ActsFor,
+// MayRegister, Claim) instead of looking at roles themselves.
 //
 // It must never log, trace or return a key or token in an error.
 package auth
@@ -14,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
@@ -50,11 +55,69 @@ func (r Role) String() string {
 type Principal struct {
 	Role     Role
 	RunnerID string
+	// RunnerKey is set when the credential is one of the API_KEYS and
+	// RUNNER_AUTH lets API keys act as any runner. A key in both API_KEYS and
+	// the operator keys (or every API key while ADMIN_API_KEYS is empty) is
+	// RoleOperator with RunnerKey set: it does both.
+	RunnerKey bool
+	// tokenHash is, for RoleRunner, the stored form of the token presented:
+	// a registration hands it to register.lua, which compares it with the
+	// runner's current hash in the same step that re-registers.
+	tokenHash string
 }
 
-// CanRegister reports whether p may register runners.
+// String names p by role (and runner id), never its token hash, so that a
+// Principal printed or logged by mistake shows nothing secret.
+func (p Principal) String() string {
+	s := p.Role.String()
+	if p.Role == RoleRunner {
+		s += "(" + p.RunnerID + ")"
+	}
+	if p.RunnerKey {
+		s += "+runner-key"
+	}
+	return s
+}
+
+// LogValue is String for slog.
+func (p Principal) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// CanRegister reports whether p may register runners at all (a runner
+// token may only re-register its own runner: see MayRegister).
 func (p Principal) CanRegister() bool {
-	return p.Role == RoleAPIKey || p.Role == RoleOperator || p.Role == RoleAnonymous
+	return p.Role == RoleAPIKey || p.Role == RoleOperator || p.Role == RoleAnonymous || p.Role == RoleRunner
+}
+
+// MayRegister reports whether p may register runnerID ("" for a new
+// runner). Keys that may register may name any id; whether a live runner's
+// id needs that runner's credential is decided atomically by the store,
+// from Claim. A runner token registers only its own runner, named
+// explicitly: it never creates a new one.
+func (p Principal) MayRegister(runnerID string) bool {
+	if p.Role == RoleRunner {
+		return runnerID == p.RunnerID
+	}
+	return p.CanRegister()
+}
+
+// Claim is what a caller proves about one runner's credential: AnyRunner
+// when its credential acts as every runner (an API key RUNNER_AUTH allows,
+// or auth off), TokenHash when it presented a runner token (the store checks
+// that it is the runner's current one). The zero Claim proves nothing.
+type Claim struct {
+	AnyRunner bool
+	TokenHash string
+}
+
+// Claim returns what p proves about runner id's credential.
+func (p Principal) Claim(id string) Claim {
+	switch {
+	case p.Role == RoleAnonymous || p.RunnerKey:
+		return Claim{AnyRunner: true}
+	case p.Role == RoleRunner && p.RunnerID == id:
+		return Claim{TokenHash: p.tokenHash}
+	}
+	return Claim{}
 }
 
 // IsOperator reports whether p has operator rights.
@@ -63,39 +126,117 @@ func (p Principal) IsOperator() bool { return p.Role == RoleOperator || p.Role =
 // Authenticated reports whether p holds any valid credential (or auth is off).
 func (p Principal) Authenticated() bool { return p.Role != RoleNone }
 
-// ActsFor reports whether p may act on runner id as that runner.
+// ActsFor reports whether p may act on runner id as that runner: its own
+// token, an API key when RUNNER_AUTH allows keys (for any id: an unknown one
+// is then the store's 404), or anyone with auth off.
 func (p Principal) ActsFor(id string) bool {
-	return p.Role == RoleAnonymous || (p.Role == RoleRunner && p.RunnerID == id)
+	return p.Role == RoleAnonymous || p.RunnerKey || (p.Role == RoleRunner && p.RunnerID == id)
 }
 
-// Errors the HTTP layer maps to 401 and 403.
+// Actor is as whom a caller changes a runner's task.
+type Actor int
+
+// Actors: a runner reports its own task (epoch checked, any status); an
+// operator may only cancel, and the runner is told to stop.
+const (
+	ActorNone Actor = iota
+	ActorRunner
+	ActorOperator
+)
+
+// TaskActor says as whom p changes a task of runner runnerID. cancelOnly is
+// a cancel that carries no lease epoch: when p is both that runner and an
+// operator (auth off, or a key in both API_KEYS and the operator keys) such
+// a cancel is the operator's, so the runner is told to stop; anything else
+// is the runner's report. ActorNone: p may not.
+func (p Principal) TaskActor(runnerID string, cancelOnly bool) Actor {
+	runner, operator := p.ActsFor(runnerID), p.IsOperator()
+	switch {
+	case runner && operator:
+		if cancelOnly {
+			return ActorOperator
+		}
+		return ActorRunner
+	case runner:
+		return ActorRunner
+	case operator:
+		return ActorOperator
+	}
+	return ActorNone
+}
+
+// Errors the HTTP layer maps to 401, 403 and 400.
 var (
 	ErrUnauthenticated = errors.New("missing or invalid credential")
 	ErrForbidden       = errors.New("credential not allowed here")
+	// ErrConflictingCredentials: Authorization and X-API-Key both carry a
+	// credential and they differ, so it is unclear who is calling.
+	ErrConflictingCredentials = errors.New("authorization and X-API-Key carry different credentials")
 )
+
+// HeaderAPIKey is the second header a credential may come in.
+const HeaderAPIKey = "X-API-Key"
+
+// Credential picks the request's credential from its Authorization header
+// (Bearer scheme) and its X-API-Key header: either may carry any
+// credential. With neither it returns "" and no error; with both, they must
+// be the same credential (ErrConflictingCredentials otherwise). An
+// Authorization header that is not a Bearer credential is
+// ErrUnauthenticated, as before X-API-Key existed.
+func Credential(authorization, apiKey string) (string, error) {
+	apiKey = strings.TrimSpace(apiKey)
+	if len(apiKey) > keyauth.MaxCredentialLen {
+		return "", ErrUnauthenticated
+	}
+	if authorization == "" {
+		return apiKey, nil
+	}
+	cred, ok := keyauth.Bearer(authorization)
+	if !ok {
+		return "", ErrUnauthenticated
+	}
+	// Both are the caller's own strings, no secret of ours: a plain
+	// comparison leaks nothing.
+	if apiKey != "" && apiKey != cred {
+		return "", ErrConflictingCredentials
+	}
+	return cred, nil
+}
 
 // TokenLookup returns the stored token hash of a runner; it returns an error
 // wrapping notFound when the runner does not exist.
 type TokenLookup func(ctx context.Context, runnerID string) (string, error)
 
-// Authenticator turns an Authorization header into a Principal.
-type Authenticator struct {
-	apiKeys   keyauth.KeySet
-	operators keyauth.KeySet
-	lookup    TokenLookup
-	notFound  error
-	validID   func(string) bool
+// Keys are the configured keys and what API keys may do.
+type Keys struct {
+	// API may register runners (API_KEYS).
+	API []string
+	// Operator are operator keys (ADMIN_API_KEYS); when empty the API keys
+	// are operator keys too.
+	Operator []string
+	// APIKeysActForRunners lets an API key act as any runner on the runner
+	// routes (RUNNER_AUTH lists api-key).
+	APIKeysActForRunners bool
 }
 
-// New returns an Authenticator. apiKeys may register; operatorKeys are
-// operator keys; when operatorKeys is empty the apiKeys are operator keys
-// too. With both empty, auth is off (Enabled reports false). notFound is the
-// error lookup wraps for an unknown runner; validID checks the runner id part
-// of a token before it goes anywhere near Redis.
-func New(apiKeys, operatorKeys []string, lookup TokenLookup, notFound error, validID func(string) bool) *Authenticator {
+// Authenticator turns a request's credential into a Principal.
+type Authenticator struct {
+	apiKeys    keyauth.KeySet
+	operators  keyauth.KeySet
+	keysRunner bool
+	lookup     TokenLookup
+	notFound   error
+	validID    func(string) bool
+}
+
+// New returns an Authenticator for keys. With no key at all, auth is off
+// (Enabled reports false). notFound is the error lookup wraps for an unknown
+// runner; validID checks the runner id part of a token before it goes
+// anywhere near Redis.
+func New(keys Keys, lookup TokenLookup, notFound error, validID func(string) bool) *Authenticator {
 	a := &Authenticator{
-		apiKeys: keyauth.NewKeySet(apiKeys), operators: keyauth.NewKeySet(operatorKeys),
-		lookup: lookup, notFound: notFound, validID: validID,
+		apiKeys: keyauth.NewKeySet(keys.API), operators: keyauth.NewKeySet(keys.Operator),
+		keysRunner: keys.APIKeysActForRunners, lookup: lookup, notFound: notFound, validID: validID,
 	}
 	if a.operators.Empty() {
 		a.operators = a.apiKeys
@@ -106,30 +247,29 @@ func New(apiKeys, operatorKeys []string, lookup TokenLookup, notFound error, val
 // Enabled reports whether any key is configured.
 func (a *Authenticator) Enabled() bool { return !a.apiKeys.Empty() || !a.operators.Empty() }
 
-// Authenticate resolves the Authorization header value. An empty header gives
-// RoleNone without error; a credential that matches nothing gives
-// ErrUnauthenticated. Other errors are infrastructure failures (token lookup).
-func (a *Authenticator) Authenticate(ctx context.Context, header string) (Principal, error) {
+// Authenticate resolves a request's Authorization and X-API-Key header
+// values (see Credential). No credential gives RoleNone without error; a
+// credential that matches nothing gives ErrUnauthenticated. Other errors are
+// infrastructure failures (token lookup).
+func (a *Authenticator) Authenticate(ctx context.Context, authorization, apiKey string) (Principal, error) {
 	if !a.Enabled() {
 		return Principal{Role: RoleAnonymous}, nil
 	}
-	if header == "" {
-		return Principal{}, nil
-	}
-	cred, ok := keyauth.Bearer(header)
-	if !ok {
-		return Principal{}, ErrUnauthenticated
+	cred, err := Credential(authorization, apiKey)
+	if err != nil || cred == "" {
+		return Principal{}, err
 	}
 	sum := sha256.Sum256([]byte(cred))
 	// Compare against every key of both sets, so that the time taken says
 	// nothing about which key (if any) matched.
 	operator := a.operators.ContainsDigest(sum)
 	api := a.apiKeys.ContainsDigest(sum)
+	runnerKey := api && a.keysRunner
 	switch {
 	case operator:
-		return Principal{Role: RoleOperator}, nil
+		return Principal{Role: RoleOperator, RunnerKey: runnerKey}, nil
 	case api:
-		return Principal{Role: RoleAPIKey}, nil
+		return Principal{Role: RoleAPIKey, RunnerKey: runnerKey}, nil
 	}
 	id, _, ok := SplitToken(cred)
 	if !ok || (a.validID != nil && !a.validID(id)) {
@@ -146,7 +286,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	if subtle.ConstantTimeCompare([]byte(got), []byte(stored)) != 1 {
 		return Principal{}, ErrUnauthenticated
 	}
-	return Principal{Role: RoleRunner, RunnerID: id}, nil
+	return Principal{Role: RoleRunner, RunnerID: id, tokenHash: got}, nil
 }
 
 // NewToken returns a fresh runner token "<runnerId>.<secret>" and the hash

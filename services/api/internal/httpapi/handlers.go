@@ -177,7 +177,10 @@ func (h *Handlers) register(c *fiber.Ctx) error {
 		return err
 	}
 	c.Locals(localRunner, body.RunnerID)
-	out, err := h.svc.Register(c.UserContext(), body)
+	if !p.MayRegister(body.RunnerID) {
+		return auth.ErrForbidden
+	}
+	out, err := h.svc.Register(c.UserContext(), body, p.Claim(body.RunnerID))
 	if err != nil {
 		return err
 	}
@@ -311,19 +314,12 @@ func (h *Handlers) requestUpdate(c *fiber.Ctx) error {
 	return reply(c, out, err)
 }
 
-// actorFor says as whom p changes a task of runnerID: its own runner acts
-// as the runner (epoch checked), an operator as the operator. With auth off
-// a cancel without an epoch is an operator's, anything else the runner's.
+// actorFor says as whom p changes a task of runnerID (auth.TaskActor).
 func actorFor(p auth.Principal, runnerID string, body wire.TaskUpdatePayload) (string, error) {
-	switch {
-	case p.Role == auth.RoleAnonymous:
-		if body.Status == wire.TaskCancelled && body.LeaseEpoch == 0 {
-			return store.ActorOperator, nil
-		}
+	switch p.TaskActor(runnerID, body.Status == wire.TaskCancelled && body.LeaseEpoch == 0) {
+	case auth.ActorRunner:
 		return store.ActorRunner, nil
-	case p.ActsFor(runnerID):
-		return store.ActorRunner, nil
-	case p.IsOperator():
+	case auth.ActorOperator:
 		return store.ActorOperator, nil
 	}
 	return "", auth.ErrForbidden
@@ -341,7 +337,7 @@ func (h *Handlers) authenticated(c *fiber.Ctx) (auth.Principal, error) {
 	if p, ok := c.Locals(localPrincipal).(auth.Principal); ok {
 		return p, nil
 	}
-	p, err := h.auth.Authenticate(c.UserContext(), c.Get(fiber.HeaderAuthorization))
+	p, err := h.auth.Authenticate(c.UserContext(), c.Get(fiber.HeaderAuthorization), c.Get(auth.HeaderAPIKey))
 	if err != nil {
 		return auth.Principal{}, err
 	}
@@ -378,8 +374,9 @@ func (h *Handlers) runnerOrOperator(c *fiber.Ctx, id string) error {
 	return auth.ErrForbidden
 }
 
-// actsFor checks that p may act as runner id (a runner token on its own
-// runner; an operator when allowOperator).
+// actsFor checks that p may act as runner id (auth.Principal.ActsFor: its
+// own token, or an API key RUNNER_AUTH lets act for runners; an operator
+// when allowOperator).
 func (h *Handlers) actsFor(c *fiber.Ctx, p auth.Principal, id string, allowOperator bool) error {
 	c.Locals(localRunner, id)
 	if p.ActsFor(id) || (allowOperator && p.IsOperator()) {

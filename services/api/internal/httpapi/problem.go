@@ -45,14 +45,17 @@ var domain = []struct {
 	err error
 	k   kind
 }{
-	{auth.ErrUnauthenticated, kind{401, problem.TypeUnauthorized, "Unauthorized", "a valid Authorization: Bearer credential is required"}},
+	{auth.ErrUnauthenticated, kind{401, problem.TypeUnauthorized, "Unauthorized", "a valid credential is required, in Authorization: Bearer or X-API-Key"}},
 	{auth.ErrForbidden, kind{403, problem.TypeForbidden, "Forbidden", "this credential may not perform this request"}},
+	{auth.ErrConflictingCredentials, kind{400, problem.TypeConflictingCredentials, "Conflicting credentials", "Authorization and X-API-Key carry different credentials: send one, or the same in both"}},
 	{store.ErrRunnerNotFound, kind{404, problem.TypeRunnerNotFound, "Runner not found", "no runner with this id: register it first"}},
 	{store.ErrTaskNotFound, kind{404, problem.TypeTaskNotFound, "Task not found", "no task with this id for this runner"}},
 	{store.ErrStaleEpoch, kind{409, problem.TypeStaleEpoch, "Stale lease epoch", "the lease epoch is not the runner's current one: register again"}},
 	{store.ErrRunnerOffline, kind{409, problem.TypeRunnerOffline, "Runner offline", "the runner is offline: register again"}},
 	{store.ErrAlreadyOffline, kind{409, problem.TypeRunnerOffline, "Runner offline", "the runner is offline: register again"}},
 	{store.ErrRunnerUnreachable, kind{409, problem.TypeRunnerUnreachable, "Runner unreachable", "the runner is quarantined as unreachable"}},
+	{store.ErrRunnerDraining, kind{409, problem.TypeRunnerDraining, "Runner draining", "the runner is draining: it finishes its tasks and takes no new ones"}},
+	{store.ErrRunnerLive, kind{409, problem.TypeRunnerLive, "Runner live", "the runner is online or unreachable: re-registering its id needs its own credential (its token, or an API key when RUNNER_AUTH allows keys); take it offline first"}},
 	{store.ErrTaskTerminal, kind{409, problem.TypeTaskTerminal, "Task finished", "the task is already finished and cannot change"}},
 	{store.ErrInvalidTransition, kind{409, problem.TypeInvalidTransition, "Invalid task transition", "the task cannot move from its current status to this one"}},
 	{store.ErrIdempotencyReused, kind{422, problem.TypeIdempotencyKeyReused, "Idempotency-Key reused", "this Idempotency-Key was already used for a different request to this runner"}},

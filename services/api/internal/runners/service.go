@@ -114,8 +114,10 @@ func (s *Service) observe(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// Register registers a runner, or brings it back under a new epoch.
-func (s *Service) Register(ctx context.Context, p wire.RegisterRunnerPayload) (wire.RegisterRunnerResponse, error) {
+// Register registers a runner, or brings it back under a new epoch. claim is
+// what the caller proves about the named runner's credential: a live
+// runner's id is refused (store.ErrRunnerLive) to a caller proving nothing.
+func (s *Service) Register(ctx context.Context, p wire.RegisterRunnerPayload, claim auth.Claim) (wire.RegisterRunnerResponse, error) {
 	if err := validate.Register(&p); err != nil {
 		return wire.RegisterRunnerResponse{}, err
 	}
@@ -133,7 +135,7 @@ func (s *Service) Register(ctx context.Context, p wire.RegisterRunnerPayload) (w
 	info, lease, err := s.store.Register(ctx, store.RegisterParams{
 		ID: id, Name: p.Name, Version: p.Version, Realm: p.Realm, Endpoint: p.Endpoint,
 		Labels: p.Labels, Capacity: p.Capacity, TokenHash: hash, LeaseTTL: s.cfg.LeaseTTL,
-		MaxRunners: s.cfg.MaxRunners,
+		MaxRunners: s.cfg.MaxRunners, ActsForAnyRunner: claim.AnyRunner, CallerTokenHash: claim.TokenHash,
 	})
 	if err = s.observe(err); err != nil {
 		if errors.Is(err, store.ErrFleetFull) {

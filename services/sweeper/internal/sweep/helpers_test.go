@@ -53,6 +53,7 @@ func register(t testing.TB, st *store.Store, id string, ttl time.Duration) store
 	t.Helper()
 	_, lease, err := st.Register(context.Background(), store.RegisterParams{
 		ID: id, Name: "n-" + id, Version: "1.0.0", Realm: "eu", Capacity: 2, TokenHash: "h", LeaseTTL: ttl,
+		ActsForAnyRunner: true, // the runner itself: re-registering a live one is allowed
 	})
 	if err != nil {
 		t.Fatalf("register %s: %v", id, err)

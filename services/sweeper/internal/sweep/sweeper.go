@@ -66,6 +66,9 @@ func New(cfg config.Sweeper, conn *store.Conn, log *slog.Logger) (*Service, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("INSECURE CONFIGURATION: " + w)
+	}
 	if cfg.MassExpiryPercent < 100 && cfg.LeaseTTL()-cfg.HeartbeatInterval() <= cfg.SilentAfter() {
 		log.Warn("LEASE_TTL_MS is below 2.5 x HEARTBEAT_INTERVAL_MS: in an API outage the first leases run out "+
 			"before the fleet looks silent, so those runners go offline before the quarantine starts",
