@@ -12,7 +12,8 @@ const prefix = "{ygg}:"
 // RunnerKey is the runner record. HASH: id, name, version, realm, endpoint,
 // labels (JSON), capacity, status, epoch, tokenHash, registeredAt,
 // lastHeartbeat, leaseExpiresAt (ms), resources (JSON), tasksRunning,
-// pendingUpdate (JSON), offlineReason, offlineAt, unreachableAt (ms).
+// pendingUpdate (JSON), offlineReason, offlineAt, unreachableAt (ms),
+// startedAt (ms: the process start the runner's heartbeats report).
 func RunnerKey(id string) string { return prefix + "runner:" + id }
 
 // LeaseKey is a runner's lease. STRING holding the epoch, with a PX TTL: its

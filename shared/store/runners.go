@@ -105,6 +105,8 @@ type HeartbeatParams struct {
 	Resources    *wire.SystemResources
 	TasksRunning *int
 	Version      string
+	// StartedAt is the process start the runner reports (zero: unchanged).
+	StartedAt time.Time
 }
 
 // HeartbeatResult is what the controller hands back on a heartbeat.
@@ -130,6 +132,10 @@ func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResu
 	if p.TasksRunning != nil {
 		tasksRunning = strconv.Itoa(*p.TasksRunning)
 	}
+	startedAt := ""
+	if !p.StartedAt.IsZero() {
+		startedAt = strconv.FormatInt(p.StartedAt.UnixMilli(), 10)
+	}
 	id := p.RunnerID
 	keys := []string{
 		RunnerKey(id), LeaseKey(id), LeaseDeadlinesKey(),
@@ -138,7 +144,7 @@ func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResu
 	}
 	res, err := heartbeatScript.Run(ctx, s.rdb, keys,
 		id, p.Epoch, p.LeaseTTL.Milliseconds(), string(p.Activity), resources, tasksRunning, p.Version,
-		TaskKeyPrefix, s.opts.MaxTasksPerReply, s.opts.CancelRetention.Milliseconds(),
+		TaskKeyPrefix, s.opts.MaxTasksPerReply, s.opts.CancelRetention.Milliseconds(), startedAt,
 	).Slice()
 	if err != nil {
 		return HeartbeatResult{}, fmt.Errorf("store: heartbeat %s: %w", id, err)

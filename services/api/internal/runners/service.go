@@ -161,9 +161,16 @@ func (s *Service) Heartbeat(ctx context.Context, p wire.HeartbeatPayload) (wire.
 	if err := validate.Heartbeat(&p); err != nil {
 		return wire.HeartbeatResponse{}, err
 	}
+	var started time.Time
+	if p.StartedAt != nil {
+		if err := validate.StartedAt("startedAt", *p.StartedAt, s.now()); err != nil {
+			return wire.HeartbeatResponse{}, err
+		}
+		started = *p.StartedAt
+	}
 	res, err := s.store.Heartbeat(ctx, store.HeartbeatParams{
 		RunnerID: p.RunnerID, Epoch: p.LeaseEpoch, LeaseTTL: s.cfg.LeaseTTL, Activity: p.Status,
-		Resources: p.Resources, TasksRunning: p.TasksRunning, Version: p.Version,
+		Resources: p.Resources, TasksRunning: p.TasksRunning, Version: p.Version, StartedAt: started,
 	})
 	if err = s.observe(err); err != nil {
 		return wire.HeartbeatResponse{}, err
