@@ -229,6 +229,41 @@ func (c *Client) ListTasks(ctx context.Context, runnerID string, o TaskQuery) (w
 	return out, err
 }
 
+// GetTask reads one task of a runner (operator key, or that runner's
+// credential). A task of another runner is a 404 like an unknown one.
+func (c *Client) GetTask(ctx context.Context, runnerID, taskID string) (wire.RunnerTask, error) {
+	var out wire.RunnerTask
+	_, err := c.do(ctx, http.MethodGet, "/runners/"+url.PathEscape(runnerID)+"/tasks/"+url.PathEscape(taskID), nil, &out, nil)
+	return out, err
+}
+
+// TaskFilter filters and pages the fleet's task listing (GET /tasks); every
+// field is optional. Cursor is the NextCursor of the previous page.
+type TaskFilter struct {
+	Status   wire.TaskStatus
+	RunnerID string
+	Type     string
+	Cursor   string
+	Limit    int
+}
+
+// ListAllTasks returns one page of the tasks of every runner, newest first
+// (operator key). A filtered page may hold fewer than Limit tasks while
+// NextCursor is set: follow NextCursor until it is empty.
+func (c *Client) ListAllTasks(ctx context.Context, f TaskFilter) (wire.TaskList, error) {
+	q := url.Values{}
+	set(q, "status", string(f.Status))
+	set(q, "runner", f.RunnerID)
+	set(q, "type", f.Type)
+	set(q, "cursor", f.Cursor)
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out wire.TaskList
+	_, err := c.do(ctx, http.MethodGet, "/tasks"+query(q), nil, &out, nil)
+	return out, err
+}
+
 // Dispatch creates a task (operator key). A non-empty idempotencyKey makes a
 // retried call return the same task; created tells which happened.
 func (c *Client) Dispatch(ctx context.Context, runnerID string, p wire.DispatchTaskPayload, idempotencyKey string) (task wire.RunnerTask, created bool, err error) {

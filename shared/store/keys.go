@@ -69,6 +69,12 @@ func RunnerActiveKey(runnerID string) string { return prefix + "runner:" + runne
 // operator or timed out). ZSET: member task id, score time added in ms.
 func RunnerCancelKey(runnerID string) string { return prefix + "runner:" + runnerID + ":cancel" }
 
+// TasksKey indexes every task of the fleet, for GET /tasks. ZSET: member
+// task id, score creation time in ms. Written by dispatch.lua; entries whose
+// task hash expired are dropped when a listing meets them and by the
+// sweeper's rolling trim (TrimTaskIndex).
+func TasksKey() string { return prefix + "tasks" }
+
 // TaskDeadlinesKey is the task deadline index. ZSET: member task id, score
 // dispatch time + timeoutMs in ms. Only unfinished tasks with a timeout are in it.
 func TaskDeadlinesKey() string { return prefix + "tasks:deadlines" }

@@ -93,7 +93,9 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 	app.Get("/runners/:id", h.getRunner)
 	app.Get("/runners/:id/tasks", h.listTasks)
 	app.Post("/runners/:id/tasks", h.dispatch)
+	app.Get("/runners/:id/tasks/:tid", h.getTask)
 	app.Patch("/runners/:id/tasks/:tid", h.patchTask)
+	app.Get("/tasks", h.listAllTasks)
 	app.Post("/runners/:id/request-update", h.requestUpdate)
 	return app
 }
@@ -233,6 +235,27 @@ func (h *Handlers) listTasks(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(out)
+}
+
+func (h *Handlers) getTask(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if err := h.runnerOrOperator(c, id); err != nil {
+		return err
+	}
+	c.Locals(localTask, c.Params("tid"))
+	out, err := h.svc.GetTask(c.UserContext(), id, c.Params("tid"))
+	return reply(c, out, err)
+}
+
+func (h *Handlers) listAllTasks(c *fiber.Ctx) error {
+	if err := h.operator(c); err != nil {
+		return err
+	}
+	out, err := h.svc.ListAllTasks(c.UserContext(), runners.AllTasksQuery{
+		Status: c.Query("status"), Runner: c.Query("runner"), Type: c.Query("type"),
+		Cursor: c.Query("cursor"), Limit: c.Query("limit"),
+	})
+	return reply(c, out, err)
 }
 
 func (h *Handlers) dispatch(c *fiber.Ctx) error {

@@ -336,6 +336,55 @@ func (s *Service) listKnown(ctx context.Context, id string, list func() (wire.Ta
 	return l, nil
 }
 
+// GetTask reads one task of a runner. A task of another runner is
+// ErrTaskNotFound, like an unknown one: the path names the runner, and a
+// runner's credential must learn nothing about other runners' tasks.
+func (s *Service) GetTask(ctx context.Context, runnerID, taskID string) (wire.RunnerTask, error) {
+	if err := validate.CheckID("id", runnerID); err != nil {
+		return wire.RunnerTask{}, err
+	}
+	if err := validate.CheckID("tid", taskID); err != nil {
+		return wire.RunnerTask{}, err
+	}
+	t, err := s.store.GetTask(ctx, taskID)
+	if err = s.observe(err); err != nil {
+		return wire.RunnerTask{}, err
+	}
+	if t.RunnerID != runnerID {
+		return wire.RunnerTask{}, fmt.Errorf("runners: task %s belongs to another runner: %w", taskID, store.ErrTaskNotFound)
+	}
+	return t, nil
+}
+
+// AllTasksQuery filters the fleet's task listing (GET /tasks); raw query values.
+type AllTasksQuery struct {
+	Status, Runner, Type, Cursor, Limit string
+}
+
+// ListAllTasks returns one page of the fleet's tasks, newest first.
+func (s *Service) ListAllTasks(ctx context.Context, q AllTasksQuery) (wire.TaskList, error) {
+	if err := validate.TaskStatusFilter(q.Status); err != nil {
+		return wire.TaskList{}, err
+	}
+	if q.Runner != "" && !validate.ID(q.Runner) {
+		return wire.TaskList{}, validate.Fail("runner", "is not a runner id")
+	}
+	if err := validate.TaskTypeFilter(q.Type); err != nil {
+		return wire.TaskList{}, err
+	}
+	if err := validate.TaskCursor(q.Cursor); err != nil {
+		return wire.TaskList{}, err
+	}
+	limit, err := validate.Limit(q.Limit, store.MaxListLimit)
+	if err != nil {
+		return wire.TaskList{}, err
+	}
+	l, err := s.store.ListAllTasks(ctx, store.ListAllTasksParams{
+		Status: wire.TaskStatus(q.Status), RunnerID: q.Runner, Type: q.Type, Cursor: q.Cursor, Limit: limit,
+	})
+	return l, s.observe(err)
+}
+
 // Dispatch creates a task; created is false when idemKey returned an earlier one.
 func (s *Service) Dispatch(ctx context.Context, runnerID string, p wire.DispatchTaskPayload, idemKey string) (wire.RunnerTask, bool, error) {
 	if err := validate.CheckID("id", runnerID); err != nil {
