@@ -229,6 +229,13 @@ func (c *Client) ListTasks(ctx context.Context, runnerID string, o TaskQuery) (w
 	return out, err
 }
 
+// DeleteRunner deletes an offline runner at once (operator key): 404 for an
+// unknown runner, 409 for one that is online or unreachable.
+func (c *Client) DeleteRunner(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/runners/"+url.PathEscape(id), nil, nil, nil)
+	return err
+}
+
 // GetTask reads one task of a runner (operator key, or that runner's
 // credential). A task of another runner is a 404 like an unknown one.
 func (c *Client) GetTask(ctx context.Context, runnerID, taskID string) (wire.RunnerTask, error) {

@@ -27,6 +27,13 @@ var (
 	ErrInvalidTransition = domain("invalid task status transition")
 	ErrAlreadyOffline    = domain("runner is already offline")
 	ErrIdempotencyReused = domain("idempotency key already used for a different request")
+	// ErrRunnerNotOffline refuses to delete a runner that is online or
+	// unreachable: only offline runners are deleted.
+	ErrRunnerNotOffline = domain("runner is not offline")
+	// ErrRunnerTooRecent means the runner has not been offline for the
+	// retention yet (the purge re-checks it: it may have come back and gone
+	// offline again since it was found).
+	ErrRunnerTooRecent = domain("runner went offline within the retention")
 	// ErrNoQuarantine means there was no active quarantine to end (or it is
 	// still holding).
 	ErrNoQuarantine = domain("no quarantine to end")

@@ -36,6 +36,11 @@ func RunnersKey() string { return prefix + "runners" }
 // offline). ZSET: member runner id, score 0. ZCARD gives the fleet gauges.
 func StatusIndexKey(status string) string { return prefix + "runners:status:" + status }
 
+// OfflineSinceKey indexes offline runners by when they went offline, for
+// the retention purge. ZSET: member runner id, score offlineAt in ms. Added by
+// offline.lua, removed by register.lua and runner_purge.lua.
+func OfflineSinceKey() string { return prefix + "runners:offline-since" }
+
 // RealmIndexKey indexes the runners of one realm. ZSET: member runner id, score 0.
 func RealmIndexKey(realm string) string { return prefix + "realm:" + realm }
 

@@ -70,6 +70,7 @@ func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo
 		StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
 		StatusIndexKey(string(wire.RunnerOffline)), RealmsKey(), OutboxKey(),
 		RunnerActiveKey(p.ID), RunnerCancelKey(p.ID), QuarantineKey(), TaskDeadlinesKey(), StatsKey(),
+		OfflineSinceKey(),
 	}
 	res, err := registerScript.Run(ctx, s.rdb, keys,
 		p.ID, p.Name, p.Version, p.Realm, p.Endpoint, labels, p.Capacity,

@@ -91,6 +91,7 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 	app.Post("/runners/offline", h.offline)
 	app.Post("/runners/task/:tid/patch", h.patchTaskByID)
 	app.Get("/runners/:id", h.getRunner)
+	app.Delete("/runners/:id", h.deleteRunner)
 	app.Get("/runners/:id/tasks", h.listTasks)
 	app.Post("/runners/:id/tasks", h.dispatch)
 	app.Get("/runners/:id/tasks/:tid", h.getTask)
@@ -221,6 +222,18 @@ func (h *Handlers) getRunner(c *fiber.Ctx) error {
 	}
 	out, err := h.svc.GetRunner(c.UserContext(), id)
 	return reply(c, out, err)
+}
+
+func (h *Handlers) deleteRunner(c *fiber.Ctx) error {
+	if err := h.operator(c); err != nil {
+		return err
+	}
+	id := c.Params("id")
+	c.Locals(localRunner, id)
+	if err := h.svc.DeleteRunner(c.UserContext(), id); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
 }
 
 func (h *Handlers) listTasks(c *fiber.Ctx) error {

@@ -53,6 +53,7 @@ var domain = []struct {
 	{store.ErrRunnerOffline, kind{409, problem.TypeRunnerOffline, "Runner offline", "the runner is offline: register again"}},
 	{store.ErrAlreadyOffline, kind{409, problem.TypeRunnerOffline, "Runner offline", "the runner is offline: register again"}},
 	{store.ErrRunnerUnreachable, kind{409, problem.TypeRunnerUnreachable, "Runner unreachable", "the runner is quarantined as unreachable"}},
+	{store.ErrRunnerNotOffline, kind{409, problem.TypeRunnerNotOffline, "Runner not offline", "only an offline runner can be deleted: take it offline first (POST /runners/offline)"}},
 	{store.ErrTaskTerminal, kind{409, problem.TypeTaskTerminal, "Task finished", "the task is already finished and cannot change"}},
 	{store.ErrInvalidTransition, kind{409, problem.TypeInvalidTransition, "Invalid task transition", "the task cannot move from its current status to this one"}},
 	{store.ErrIdempotencyReused, kind{422, problem.TypeIdempotencyKeyReused, "Idempotency-Key reused", "this Idempotency-Key was already used for a different request to this runner"}},

@@ -336,6 +336,16 @@ func (s *Service) listKnown(ctx context.Context, id string, list func() (wire.Ta
 	return l, nil
 }
 
+// DeleteRunner deletes an offline runner at once with its indexes (its
+// tasks keep their own retention). An online or unreachable runner is
+// store.ErrRunnerNotOffline.
+func (s *Service) DeleteRunner(ctx context.Context, id string) error {
+	if err := validate.CheckID("id", id); err != nil {
+		return err
+	}
+	return s.observe(s.store.DeleteRunner(ctx, id))
+}
+
 // GetTask reads one task of a runner. A task of another runner is
 // ErrTaskNotFound, like an unknown one: the path names the runner, and a
 // runner's credential must learn nothing about other runners' tasks.
