@@ -55,14 +55,14 @@ type Sweeper struct {
 // DefaultSweeper returns the sweeper defaults.
 func DefaultSweeper() Sweeper {
 	return Sweeper{
-		Fleet:              defaultFleet(),
-		Port:               3001,
-		SweepIntervalMs:    100,
-		SweepBatch:         500,
-		TaskTimeoutGraceMs: 5000,
-		MassExpiryPercent:  50,
-		MassExpiryMin:      10,
-		MassExpiryHoldMs:   300000,
+		Fleet:               defaultFleet(),
+		Port:                3001,
+		SweepIntervalMs:     100,
+		SweepBatch:          500,
+		TaskTimeoutGraceMs:  5000,
+		MassExpiryPercent:   50,
+		MassExpiryMin:       10,
+		MassExpiryHoldMs:    300000,
 		RunnerRetentionMs:   int64(7 * 24 * time.Hour / time.Millisecond),
 		RunnerPurgeInterval: time.Minute,
 		HTTP: HTTPServer{
