@@ -81,7 +81,9 @@ func TestDeleteRunner(t *testing.T) {
 	// its series vanish with the next scan of the per-runner collector
 	// (METRICS_CACHE_MS is 1 ms in these tests)
 	noSeries := func(id string) func() bool {
-		return func() bool { return !strings.Contains(string(e.do("GET", "/metrics", "", "").body), `runner_id="`+id+`"`) }
+		return func() bool {
+			return !strings.Contains(string(e.do("GET", "/metrics", "", "").body), `runner_id="`+id+`"`)
+		}
 	}
 	testkit.Eventually(t, 5*time.Second, noSeries("d-old"), "the series of the deleted d-old gone from /metrics")
 
