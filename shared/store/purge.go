@@ -108,3 +108,19 @@ func (s *Store) PurgeOfflineRunners(ctx context.Context, retention time.Duration
 func PurgeSkipped(err error) bool {
 	return errors.Is(err, ErrRunnerNotFound) || errors.Is(err, ErrRunnerNotOffline) || errors.Is(err, ErrRunnerTooRecent)
 }
+
+// BackfillOfflineSince adds the offline runners missing from the
+// offline-since index (they went offline before it existed) with their
+// offlineAt, one page of the offline status index per call from cursor
+// (offline_since_backfill.lua). It returns the next cursor, "" at the end.
+func (s *Store) BackfillOfflineSince(ctx context.Context, cursor string, page int) (next string, added int64, err error) {
+	res, err := backfillScript.Run(ctx, s.rdb, []string{StatusIndexKey(string(wire.RunnerOffline)), OfflineSinceKey()},
+		cursor, page, runnerKeyPrefix).Slice()
+	if err != nil {
+		return cursor, 0, fmt.Errorf("store: backfill offline-since: %w", err)
+	}
+	if len(res) < 2 {
+		return cursor, 0, fmt.Errorf("store: backfill offline-since: %w", errUnexpectedResponse)
+	}
+	return toString(res[0]), toInt(res[1]), nil
+}

@@ -104,3 +104,46 @@ func TestPurgeSparesARunnerThatReRegistered(t *testing.T) {
 		t.Errorf("offline-since score %v was not reset to offlineAt", sc)
 	}
 }
+
+// Runners that went offline before the offline-since index existed are
+// added to it with their offlineAt; online ones and those indexed already
+// are left alone.
+func TestBackfillOfflineSince(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t)
+	for _, id := range []string{"b1", "b2", "b3", "b4"} {
+		register(t, s, id, time.Minute)
+	}
+	for _, id := range []string{"b1", "b2", "b3"} {
+		if _, err := s.Deregister(ctx, id, 0, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb.ZRem(ctx, store.OfflineSinceKey(), "b1", "b2") // as before the index existed
+	rdb.ZAdd(ctx, store.OfflineSinceKey(), redis.Z{Score: 7, Member: "b3"})
+	cursor, total := "", int64(0)
+	for pages := 0; ; pages++ {
+		next, added, err := s.BackfillOfflineSince(ctx, cursor, 1)
+		if err != nil || pages > 10 {
+			t.Fatalf("BackfillOfflineSince: %v (page %d)", err, pages)
+		}
+		total += added
+		if cursor = next; cursor == "" {
+			break
+		}
+	}
+	got, _ := rdb.ZRangeWithScores(ctx, store.OfflineSinceKey(), 0, -1).Result()
+	if total != 2 || len(got) != 3 {
+		t.Fatalf("added %d, index %v; want b1 and b2 added next to b3", total, got)
+	}
+	for _, z := range got {
+		r, _ := s.GetRunner(ctx, z.Member.(string))
+		want := float64(r.OfflineAt.UnixMilli())
+		if z.Member == "b3" {
+			want = 7 // already indexed: untouched
+		}
+		if z.Score != want {
+			t.Errorf("%s scored %v, want %v", z.Member, z.Score, want)
+		}
+	}
+}

@@ -32,4 +32,5 @@ var (
 	quarantineExitScript = loadScript("quarantine_exit.lua")
 	taskTimeoutScript    = loadScript("task_timeout.lua")
 	runnerPurgeScript    = loadScript("runner_purge.lua")
+	backfillScript       = loadScript("offline_since_backfill.lua")
 )

@@ -14,6 +14,7 @@ import (
 // side by side: runner_purge.lua re-checks each runner, so the second finds
 // it gone.
 func (s *Service) purgeLoop(ctx context.Context) {
+	s.backfillOfflineSince(ctx)
 	t := time.NewTicker(s.cfg.PurgeEvery())
 	defer t.Stop()
 	var trimAt int64 // rank where the task index trim resumes
@@ -25,6 +26,27 @@ func (s *Service) purgeLoop(ctx context.Context) {
 			s.purgeRunners(ctx)
 			trimAt = s.trimTaskIndex(ctx, trimAt)
 		}
+	}
+}
+
+// backfillOfflineSince indexes, once at start, the offline runners that went
+// offline before the offline-since index existed, so that the retention
+// reaches them too. A failure is logged and left for the next start.
+func (s *Service) backfillOfflineSince(ctx context.Context) {
+	cursor, total := "", int64(0)
+	for {
+		next, added, err := s.st.BackfillOfflineSince(ctx, cursor, s.cfg.SweepBatch)
+		if err != nil {
+			s.fail(ctx, "backfill_offline_since", err)
+			return
+		}
+		total += added
+		if cursor = next; cursor == "" {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("offline runners indexed for the retention purge", "count", total)
 	}
 }
 

@@ -31,27 +31,30 @@ func TestOfflineRunnersAreDeletedAfterTheRetention(t *testing.T) {
 	ctx := context.Background()
 	_, rdb := redistest.Start(t, withEvents...)
 	st := store.New(store.Wrap(rdb), store.OptionsFrom(cfg.Fleet))
-	for _, id := range []string{"gone", "back", "alive"} {
+	for _, id := range []string{"gone", "back", "alive", "legacy"} {
 		register(t, st, id, time.Minute)
 	}
 	task, _, err := st.Dispatch(ctx, store.DispatchParams{RunnerID: "gone", Type: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, id := range []string{"gone", "back"} {
+	for _, id := range []string{"gone", "back", "legacy"} {
 		if _, err := st.Deregister(ctx, id, 0, "test"); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// "legacy" went offline before the offline-since index existed: the
+	// sweeper's start-up backfill must find it
+	rdb.ZRem(ctx, store.OfflineSinceKey(), "legacy")
 	svc, _ := startSweeper(t, rdb, cfg)
 	// "back" re-registers within the retention
 	register(t, st, "back", time.Minute)
 
 	testkit.Eventually(t, 10*time.Second, func() bool {
-		return rdb.Exists(ctx, store.RunnerKey("gone")).Val() == 0
-	}, "the offline runner deleted after RUNNER_RETENTION_MS")
-	if val(svc.m.purged) != 1 {
-		t.Errorf("runners_purged_total = %v, want 1", val(svc.m.purged))
+		return rdb.Exists(ctx, store.RunnerKey("gone"), store.RunnerKey("legacy")).Val() == 0
+	}, "the offline runners deleted after RUNNER_RETENTION_MS")
+	if val(svc.m.purged) != 2 {
+		t.Errorf("runners_purged_total = %v, want 2", val(svc.m.purged))
 	}
 	for _, idx := range []string{store.RunnersKey(), store.StatusIndexKey(string(wire.RunnerOffline)), store.OfflineSinceKey(), store.RealmIndexKey("eu")} {
 		if rdb.ZScore(ctx, idx, "gone").Err() == nil {
@@ -69,7 +72,7 @@ func TestOfflineRunnersAreDeletedAfterTheRetention(t *testing.T) {
 	}
 	// the runner that came back, and the one that never left, survive
 	testkit.Eventually(t, 5*time.Second, func() bool {
-		return rdb.ZCard(ctx, store.OfflineSinceKey()).Val() == 0 && val(svc.m.purged) == 1
+		return rdb.ZCard(ctx, store.OfflineSinceKey()).Val() == 0 && val(svc.m.purged) == 2
 	}, "nothing left to purge")
 	for _, id := range []string{"back", "alive"} {
 		if r, err := st.GetRunner(ctx, id); err != nil || r.Status != wire.RunnerOnline {
