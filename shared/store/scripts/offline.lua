@@ -7,7 +7,8 @@
 -- KEYS[7]  runner active-task set KEYS[8]  runner pending zset
 -- KEYS[9]  runner cancel zset     KEYS[10] task deadline zset
 -- KEYS[11] quarantine zset        KEYS[12] outbox stream
--- KEYS[13] stats hash            KEYS[14] offline-since zset (retention purge)
+-- KEYS[13] stats hash
+-- KEYS[14] offline-since zset (retention purge)
 -- ARGV[1] runner id   ARGV[2] reason (lease_expired | deregistered)
 -- ARGV[3] task key prefix   ARGV[4] lease epoch (0 = any)
 -- ARGV[5] '1' to require that the lease is gone and its deadline passed
