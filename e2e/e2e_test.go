@@ -70,6 +70,10 @@ func TestShellTasksRunAndResultsComeBack(t *testing.T) {
 		if info.Resources == nil || info.Resources.MemoryTotalMB <= 0 || info.Version != "1.0.0" || info.Status != wire.RunnerOnline {
 			return fmt.Errorf("runner %+v", info)
 		}
+		// the agent reports its own process start (runner_uptime_seconds)
+		if info.StartedAt == nil || time.Since(*info.StartedAt) < 0 || time.Since(*info.StartedAt) > time.Minute {
+			return fmt.Errorf("runner startedAt %v, want the agent's start, moments ago", info.StartedAt)
+		}
 		return nil
 	}, "resources on the runner")
 

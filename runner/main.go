@@ -54,7 +54,7 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ratatoskr: %v\n", err)
 		return 2
 	}
-	log, err := logging.NewTo(stderr, cfg.Logger())
+	log, err := logging.NewTo(cfg.Logger(), stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "ratatoskr: %v\n", err)
 		return 2

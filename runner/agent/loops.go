@@ -10,6 +10,12 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
+// processStarted is when this process started (package initialisation, as
+// close to it as the agent gets): every heartbeat reports it, so that the
+// controller's yggdrasil_runner_uptime_seconds is the agent's uptime, reset
+// by a restart or a self-update, and not the host's.
+var processStarted = time.Now().UTC().Truncate(time.Millisecond)
+
 func (a *Agent) heartbeat(ctx context.Context, s *session) (wire.HeartbeatResponse, error) {
 	n := a.running()
 	p := wire.HeartbeatPayload{
@@ -18,6 +24,7 @@ func (a *Agent) heartbeat(ctx context.Context, s *session) (wire.HeartbeatRespon
 		Status:       a.activity(),
 		TasksRunning: &n,
 		Version:      a.cfg.Version,
+		StartedAt:    &processStarted,
 	}
 	if a.deps.Resources != nil {
 		p.Resources = a.deps.Resources(ctx)

@@ -229,6 +229,48 @@ func (c *Client) ListTasks(ctx context.Context, runnerID string, o TaskQuery) (w
 	return out, err
 }
 
+// DeleteRunner deletes an offline runner at once (operator key): 404 for an
+// unknown runner, 409 for one that is online or unreachable.
+func (c *Client) DeleteRunner(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/runners/"+url.PathEscape(id), nil, nil, nil)
+	return err
+}
+
+// GetTask reads one task of a runner (operator key, or that runner's
+// credential). A task of another runner is a 404 like an unknown one.
+func (c *Client) GetTask(ctx context.Context, runnerID, taskID string) (wire.RunnerTask, error) {
+	var out wire.RunnerTask
+	_, err := c.do(ctx, http.MethodGet, "/runners/"+url.PathEscape(runnerID)+"/tasks/"+url.PathEscape(taskID), nil, &out, nil)
+	return out, err
+}
+
+// TaskFilter filters and pages the fleet's task listing (GET /tasks); every
+// field is optional. Cursor is the NextCursor of the previous page.
+type TaskFilter struct {
+	Status   wire.TaskStatus
+	RunnerID string
+	Type     string
+	Cursor   string
+	Limit    int
+}
+
+// ListAllTasks returns one page of the tasks of every runner, newest first
+// (operator key). A filtered page may hold fewer than Limit tasks while
+// NextCursor is set: follow NextCursor until it is empty.
+func (c *Client) ListAllTasks(ctx context.Context, f TaskFilter) (wire.TaskList, error) {
+	q := url.Values{}
+	set(q, "status", string(f.Status))
+	set(q, "runner", f.RunnerID)
+	set(q, "type", f.Type)
+	set(q, "cursor", f.Cursor)
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out wire.TaskList
+	_, err := c.do(ctx, http.MethodGet, "/tasks"+query(q), nil, &out, nil)
+	return out, err
+}
+
 // Dispatch creates a task (operator key). A non-empty idempotencyKey makes a
 // retried call return the same task; created tells which happened.
 func (c *Client) Dispatch(ctx context.Context, runnerID string, p wire.DispatchTaskPayload, idempotencyKey string) (task wire.RunnerTask, created bool, err error) {

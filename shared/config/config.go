@@ -27,14 +27,20 @@ type Common struct {
 	NodeEnv string `env:"NODE_ENV"`
 	// LogLevel (LOG_LEVEL, default info): error, warn, info or debug.
 	LogLevel logging.Level `env:"LOG_LEVEL"`
-	// LogFormat (LOG_FORMAT, default json): json or simple.
+	// LogFormat (LOG_FORMAT, default simple, as the original controller):
+	// simple (text) or json.
 	LogFormat string `env:"LOG_FORMAT"`
+	// LogTransports (LOG_TRANSPORTS, comma-separated, default console):
+	// where log lines go, console (stderr) and/or file:<path> (appended,
+	// mode 0600, created when missing); several fan out.
+	LogTransports []string `env:"LOG_TRANSPORTS" envSeparator:","`
 	// MetricsPrefix (METRICS_PREFIX, default "yggdrasil_"): prefix of every metric name.
 	MetricsPrefix string `env:"METRICS_PREFIX"`
 }
 
 func defaultCommon() Common {
-	return Common{Redis: Redis{}, NodeEnv: "development", LogLevel: logging.LevelInfo, LogFormat: "json", MetricsPrefix: "yggdrasil_"}
+	return Common{Redis: Redis{}, NodeEnv: "development", LogLevel: logging.LevelInfo, LogFormat: logging.FormatSimple,
+		LogTransports: []string{logging.TransportConsole}, MetricsPrefix: "yggdrasil_"}
 }
 
 // Production reports whether NODE_ENV is production.
@@ -42,10 +48,10 @@ func (c Common) Production() bool { return strings.EqualFold(c.NodeEnv, "product
 
 // Logger returns the logger configuration.
 func (c Common) Logger() logging.Config {
-	return logging.Config{Level: c.LogLevel, Format: c.LogFormat}
+	return logging.Config{Level: c.LogLevel, Format: c.LogFormat, Transports: c.LogTransports}
 }
 
-// validateLogger checks LOG_LEVEL and LOG_FORMAT.
+// validateLogger checks LOG_LEVEL, LOG_FORMAT and LOG_TRANSPORTS.
 func validateLogger(l logging.Config) []error {
 	var errs []error
 	if _, err := logging.ParseLevel(l.Level); err != nil {
@@ -55,6 +61,9 @@ func validateLogger(l logging.Config) []error {
 	case "json", "simple", "text":
 	default:
 		errs = append(errs, fmt.Errorf("LOG_FORMAT: %q is not json or simple", l.Format))
+	}
+	if err := logging.CheckTransports(l.Transports); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_TRANSPORTS: %w", err))
 	}
 	return errs
 }

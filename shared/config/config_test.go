@@ -89,3 +89,27 @@ func TestDefaultsAreValid(t *testing.T) {
 		t.Errorf("sweeper TASK_RETENTION_MS=60000: retention %s, err %v", sw.TaskRetention(), err)
 	}
 }
+
+func TestLogDefaultsAndTransports(t *testing.T) {
+	for name, c := range map[string]Common{"api": DefaultAPI().Common, "sweeper": DefaultSweeper().Common, "hooks": DefaultHooks().Common} {
+		if c.LogFormat != "simple" || len(c.LogTransports) != 1 || c.LogTransports[0] != "console" {
+			t.Errorf("%s: LOG_FORMAT %q, LOG_TRANSPORTS %q; want simple, [console] (as the original)", name, c.LogFormat, c.LogTransports)
+		}
+	}
+	if f := DefaultRunner("1.0.0").LogFormat; f != "simple" {
+		t.Errorf("runner LOG_FORMAT default %q, want simple", f)
+	}
+	cfg, err := LoadAPI(map[string]string{"LOG_TRANSPORTS": "console, file:/tmp/ygg-api.log", "LOG_FORMAT": "json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Logger().Transports; len(got) != 2 || cfg.Logger().Format != "json" {
+		t.Errorf("Logger() = %+v", cfg.Logger())
+	}
+	_, err = LoadSweeper(map[string]string{"LOG_TRANSPORTS": "syslog,file:", "LOG_FORMAT": "xml"})
+	for _, want := range []string{"LOG_TRANSPORTS", `"syslog"`, `"file:"`, "LOG_FORMAT"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadSweeper error %v lacks %q", err, want)
+		}
+	}
+}

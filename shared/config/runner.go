@@ -74,7 +74,8 @@ type Runner struct {
 	// KillGrace (KILL_GRACE, default 5s): between SIGTERM and SIGKILL of a
 	// task's process group when it is stopped.
 	KillGrace time.Duration `env:"KILL_GRACE"`
-	// LogLevel (LOG_LEVEL, default info) and LogFormat (LOG_FORMAT, default json).
+	// LogLevel (LOG_LEVEL, default info) and LogFormat (LOG_FORMAT, default
+	// simple, as the services).
 	LogLevel  logging.Level `env:"LOG_LEVEL"`
 	LogFormat string        `env:"LOG_FORMAT"`
 }
@@ -96,7 +97,7 @@ func DefaultRunner(builtVersion string) Runner {
 		OutputTailBytes: 64 << 10,
 		KillGrace:       5 * time.Second,
 		LogLevel:        logging.LevelInfo,
-		LogFormat:       "json",
+		LogFormat:       logging.FormatSimple,
 	}
 }
 

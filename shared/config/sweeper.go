@@ -34,6 +34,15 @@ type Sweeper struct {
 	// MassExpiryHoldMs (MASS_EXPIRY_HOLD_MS, default 300000): how long
 	// quarantined runners wait for a heartbeat before the normal offline transition.
 	MassExpiryHoldMs int64 `env:"MASS_EXPIRY_HOLD_MS"`
+	// RunnerRetentionMs (RUNNER_RETENTION_MS, default 604800000 = 7 days, at
+	// least 1): how long an offline runner is kept; the sweeper then deletes
+	// it with its indexes (its tasks keep TASK_RETENTION_MS). The api's
+	// DELETE /runners/:id deletes one at once and needs no setting.
+	RunnerRetentionMs int64 `env:"RUNNER_RETENTION_MS"`
+	// RunnerPurgeInterval (no variable, default 1 min): how often the sweeper
+	// looks for runners past RUNNER_RETENTION_MS (at least as often as the
+	// retention itself, when it is shorter) and trims the fleet task index.
+	RunnerPurgeInterval time.Duration
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
 	// keys accepted by POST /quarantine/release. None leaves the endpoint open
 	// outside production and disables it in production. Keys shorter than
@@ -47,14 +56,16 @@ type Sweeper struct {
 // DefaultSweeper returns the sweeper defaults.
 func DefaultSweeper() Sweeper {
 	return Sweeper{
-		Fleet:              defaultFleet(),
-		Port:               3001,
-		SweepIntervalMs:    100,
-		SweepBatch:         500,
-		TaskTimeoutGraceMs: 5000,
-		MassExpiryPercent:  50,
-		MassExpiryMin:      10,
-		MassExpiryHoldMs:   300000,
+		Fleet:               defaultFleet(),
+		Port:                3001,
+		SweepIntervalMs:     100,
+		SweepBatch:          500,
+		TaskTimeoutGraceMs:  5000,
+		MassExpiryPercent:   50,
+		MassExpiryMin:       10,
+		MassExpiryHoldMs:    300000,
+		RunnerRetentionMs:   int64(7 * 24 * time.Hour / time.Millisecond),
+		RunnerPurgeInterval: time.Minute,
 		HTTP: HTTPServer{
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, ShutdownTimeout: 5 * time.Second,
@@ -95,6 +106,12 @@ func (c Sweeper) Validate() error {
 	if c.MassExpiryMin < 1 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_MIN: %d is below 1", c.MassExpiryMin))
 	}
+	if c.RunnerRetentionMs < 1 {
+		errs = append(errs, fmt.Errorf("RUNNER_RETENTION_MS: %d is below 1", c.RunnerRetentionMs))
+	}
+	if c.RunnerPurgeInterval <= 0 {
+		errs = append(errs, errors.New("RunnerPurgeInterval: not positive (no variable sets it: build the configuration from DefaultSweeper)"))
+	}
 	if c.MassExpiryHoldMs < 0 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_HOLD_MS: %d is negative", c.MassExpiryHoldMs))
 	}
@@ -134,6 +151,16 @@ func (c Sweeper) TaskTimeoutGrace() time.Duration {
 // failed: true whenever LEASE_TTL_MS >= 2.5 x HEARTBEAT_INTERVAL_MS (the
 // defaults are 4 x).
 func (c Sweeper) SilentAfter() time.Duration { return c.HeartbeatInterval() * 3 / 2 }
+
+// RunnerRetention is RunnerRetentionMs as a duration.
+func (c Sweeper) RunnerRetention() time.Duration {
+	return time.Duration(c.RunnerRetentionMs) * time.Millisecond
+}
+
+// PurgeEvery is how often the retention purge runs: RunnerPurgeInterval, or
+// the retention when that is shorter, so that a runner never outlives it by
+// much more than the retention again.
+func (c Sweeper) PurgeEvery() time.Duration { return min(c.RunnerPurgeInterval, c.RunnerRetention()) }
 
 // MassExpiryHold is MassExpiryHoldMs as a duration.
 func (c Sweeper) MassExpiryHold() time.Duration {

@@ -52,6 +52,7 @@ const (
 	TypeLongPollCapacity     = Base + "long-poll-capacity"
 	TypeNotReady             = Base + "not-ready"
 	TypeUnavailable          = Base + "unavailable"
+	TypeRunnerNotOffline     = Base + "runner-not-offline"
 
 	// The sweeper's operator endpoints.
 	TypeRedisUnavailable = Base + "redis-unavailable"

@@ -28,6 +28,7 @@ func decodeRunner(m map[string]string) wire.RunnerInfo {
 	}
 	r.LastHeartbeat = msTime(m["lastHeartbeat"])
 	r.OfflineAt = msTime(m["offlineAt"])
+	r.StartedAt = msTime(m["startedAt"])
 	if r.Status != wire.RunnerOffline {
 		r.LeaseExpiresAt = msTime(m["leaseExpiresAt"])
 	}

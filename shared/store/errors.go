@@ -33,6 +33,13 @@ var (
 	// ErrRunnerDraining refuses to dispatch to a runner whose last heartbeat
 	// reported it draining.
 	ErrRunnerDraining = domain("runner is draining: it takes no new tasks")
+	// ErrRunnerNotOffline refuses to delete a runner that is online or
+	// unreachable: only offline runners are deleted.
+	ErrRunnerNotOffline = domain("runner is not offline")
+	// ErrRunnerTooRecent means the runner has not been offline for the
+	// retention yet (the purge re-checks it: it may have come back and gone
+	// offline again since it was found).
+	ErrRunnerTooRecent = domain("runner went offline within the retention")
 	// ErrNoQuarantine means there was no active quarantine to end (or it is
 	// still holding).
 	ErrNoQuarantine = domain("no quarantine to end")

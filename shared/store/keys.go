@@ -12,7 +12,8 @@ const prefix = "{ygg}:"
 // RunnerKey is the runner record. HASH: id, name, version, realm, endpoint,
 // labels (JSON), capacity, status, epoch, tokenHash, registeredAt,
 // lastHeartbeat, leaseExpiresAt (ms), resources (JSON), tasksRunning,
-// pendingUpdate (JSON), offlineReason, offlineAt, unreachableAt (ms).
+// pendingUpdate (JSON), offlineReason, offlineAt, unreachableAt (ms),
+// startedAt (ms: the process start the runner's heartbeats report).
 func RunnerKey(id string) string { return prefix + "runner:" + id }
 
 // LeaseKey is a runner's lease. STRING holding the epoch, with a PX TTL: its
@@ -34,6 +35,11 @@ func RunnersKey() string { return prefix + "runners" }
 // StatusIndexKey indexes runners by lifecycle status (online, unreachable,
 // offline). ZSET: member runner id, score 0. ZCARD gives the fleet gauges.
 func StatusIndexKey(status string) string { return prefix + "runners:status:" + status }
+
+// OfflineSinceKey indexes offline runners by when they went offline, for
+// the retention purge. ZSET: member runner id, score offlineAt in ms. Added by
+// offline.lua, removed by register.lua and runner_purge.lua.
+func OfflineSinceKey() string { return prefix + "runners:offline-since" }
 
 // RealmIndexKey indexes the runners of one realm. ZSET: member runner id, score 0.
 func RealmIndexKey(realm string) string { return prefix + "realm:" + realm }
@@ -67,6 +73,12 @@ func RunnerActiveKey(runnerID string) string { return prefix + "runner:" + runne
 // RunnerCancelKey holds running tasks the runner must stop (cancelled by an
 // operator or timed out). ZSET: member task id, score time added in ms.
 func RunnerCancelKey(runnerID string) string { return prefix + "runner:" + runnerID + ":cancel" }
+
+// TasksKey indexes every task of the fleet, for GET /tasks. ZSET: member
+// task id, score creation time in ms. Written by dispatch.lua; entries whose
+// task hash expired are dropped when a listing meets them and by the
+// sweeper's rolling trim (TrimTaskIndex).
+func TasksKey() string { return prefix + "tasks" }
 
 // TaskDeadlinesKey is the task deadline index. ZSET: member task id, score
 // dispatch time + timeoutMs in ms. Only unfinished tasks with a timeout are in it.

@@ -66,6 +66,7 @@ func offlineKeys(id string) []string {
 		StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
 		StatusIndexKey(string(wire.RunnerOffline)), RunnerActiveKey(id), RunnerPendingKey(id),
 		RunnerCancelKey(id), TaskDeadlinesKey(), QuarantineKey(), OutboxKey(), StatsKey(),
+		OfflineSinceKey(),
 	}
 }
 

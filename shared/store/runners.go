@@ -81,6 +81,7 @@ func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo
 		StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
 		StatusIndexKey(string(wire.RunnerOffline)), RealmsKey(), OutboxKey(),
 		RunnerActiveKey(p.ID), RunnerCancelKey(p.ID), QuarantineKey(), TaskDeadlinesKey(), StatsKey(),
+		OfflineSinceKey(),
 	}
 	res, err := registerScript.Run(ctx, s.rdb, keys,
 		p.ID, p.Name, p.Version, p.Realm, p.Endpoint, labels, p.Capacity,
@@ -120,6 +121,8 @@ type HeartbeatParams struct {
 	Resources    *wire.SystemResources
 	TasksRunning *int
 	Version      string
+	// StartedAt is the process start the runner reports (zero: unchanged).
+	StartedAt time.Time
 }
 
 // HeartbeatResult is what the controller hands back on a heartbeat.
@@ -145,6 +148,10 @@ func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResu
 	if p.TasksRunning != nil {
 		tasksRunning = strconv.Itoa(*p.TasksRunning)
 	}
+	startedAt := ""
+	if !p.StartedAt.IsZero() {
+		startedAt = strconv.FormatInt(p.StartedAt.UnixMilli(), 10)
+	}
 	id := p.RunnerID
 	keys := []string{
 		RunnerKey(id), LeaseKey(id), LeaseDeadlinesKey(),
@@ -153,7 +160,7 @@ func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResu
 	}
 	res, err := heartbeatScript.Run(ctx, s.rdb, keys,
 		id, p.Epoch, p.LeaseTTL.Milliseconds(), string(p.Activity), resources, tasksRunning, p.Version,
-		TaskKeyPrefix, s.opts.MaxTasksPerReply, s.opts.CancelRetention.Milliseconds(),
+		TaskKeyPrefix, s.opts.MaxTasksPerReply, s.opts.CancelRetention.Milliseconds(), startedAt,
 	).Slice()
 	if err != nil {
 		return HeartbeatResult{}, fmt.Errorf("store: heartbeat %s: %w", id, err)

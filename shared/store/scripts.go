@@ -31,4 +31,6 @@ var (
 	quarantineGateScript = loadScript("quarantine_gate.lua")
 	quarantineExitScript = loadScript("quarantine_exit.lua")
 	taskTimeoutScript    = loadScript("task_timeout.lua")
+	runnerPurgeScript    = loadScript("runner_purge.lua")
+	backfillScript       = loadScript("offline_since_backfill.lua")
 )

@@ -273,3 +273,38 @@ func TestListTasksPagesWithoutLosingTies(t *testing.T) {
 		t.Fatalf("listed tasks (-want +got):\n%s", diff)
 	}
 }
+
+func TestTrimTaskIndexDropsExpiredTasksOnly(t *testing.T) {
+	ctx := context.Background()
+	s, rdb := newStore(t)
+	register(t, s, "r1", time.Minute)
+	var ids []string
+	for i := 0; i < 7; i++ {
+		task, _, err := s.Dispatch(ctx, store.DispatchParams{RunnerID: "r1", Type: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, task.ID)
+	}
+	if n := rdb.ZCard(ctx, store.TasksKey()).Val(); n != 7 {
+		t.Fatalf("dispatch indexed %d tasks in %s, want 7", n, store.TasksKey())
+	}
+	for _, id := range []string{ids[0], ids[3], ids[6]} { // as the retention would
+		rdb.Del(ctx, store.TaskKey(id))
+	}
+	next, total := int64(0), 0
+	for pass := 0; pass < 10; pass++ {
+		n, dropped, err := s.TrimTaskIndex(ctx, next, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += dropped
+		if next = n; next == 0 {
+			break
+		}
+	}
+	left, _ := rdb.ZRange(ctx, store.TasksKey(), 0, -1).Result()
+	if total != 3 || len(left) != 4 {
+		t.Errorf("trim dropped %d, left %v; want 3 dropped and the 4 live tasks", total, left)
+	}
+}

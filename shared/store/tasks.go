@@ -65,6 +65,7 @@ func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.Runne
 	keys := []string{
 		RunnerKey(p.RunnerID), TaskKey(tid), RunnerTasksKey(p.RunnerID), RunnerPendingKey(p.RunnerID),
 		RunnerActiveKey(p.RunnerID), TaskDeadlinesKey(), IdempotencyKey(p.RunnerID, p.IdempotencyKey), StatsKey(),
+		TasksKey(),
 	}
 	res, err := dispatchScript.Run(ctx, s.rdb, keys,
 		tid, p.RunnerID, p.Type, string(p.Payload), p.Timeout.Milliseconds(), useIdem,
@@ -138,21 +139,67 @@ type ListTasksParams struct {
 // ListTasks lists a runner's tasks. Pending tasks come from the pending index;
 // other filters page the runner's task index and filter the page.
 func (s *Store) ListTasks(ctx context.Context, p ListTasksParams) (wire.TaskList, error) {
-	limit := clampLimit(p.Limit)
 	index := RunnerTasksKey(p.RunnerID)
 	if p.Status == wire.TaskPending {
 		index = RunnerPendingKey(p.RunnerID)
 	}
+	l, err := s.listTaskIndex(ctx, index, p.Cursor, p.Limit, func(t wire.RunnerTask) bool {
+		return p.Status == "" || t.Status == p.Status
+	})
+	if err != nil {
+		return wire.TaskList{}, fmt.Errorf("store: list tasks of %s: %w", p.RunnerID, err)
+	}
+	return l, nil
+}
+
+// ListAllTasksParams filters and pages the fleet's tasks, newest first. Each
+// filter is optional; Cursor is the opaque NextCursor of the previous page.
+type ListAllTasksParams struct {
+	Status   wire.TaskStatus
+	RunnerID string
+	Type     string
+	Cursor   string
+	Limit    int
+}
+
+// ListAllTasks lists the tasks of every runner (GET /tasks). With a runner
+// it pages that runner's index (its pending index for status pending), else
+// the fleet's task index; status and type filter the page, so a page may
+// hold fewer than Limit tasks while NextCursor is still set. A deleted
+// runner's tasks (kept for their own retention) are listed without the
+// runner filter only: its index went with it.
+func (s *Store) ListAllTasks(ctx context.Context, p ListAllTasksParams) (wire.TaskList, error) {
+	index := TasksKey()
+	if p.RunnerID != "" {
+		index = RunnerTasksKey(p.RunnerID)
+		if p.Status == wire.TaskPending {
+			index = RunnerPendingKey(p.RunnerID)
+		}
+	}
+	l, err := s.listTaskIndex(ctx, index, p.Cursor, p.Limit, func(t wire.RunnerTask) bool {
+		return (p.Status == "" || t.Status == p.Status) && (p.Type == "" || t.Type == p.Type) &&
+			(p.RunnerID == "" || t.RunnerID == p.RunnerID)
+	})
+	if err != nil {
+		return wire.TaskList{}, fmt.Errorf("store: list all tasks: %w", err)
+	}
+	return l, nil
+}
+
+// listTaskIndex pages a task index (ZSET scored by creation ms) newest first
+// and keeps the tasks keep accepts. Entries whose task expired are dropped.
+func (s *Store) listTaskIndex(ctx context.Context, index, cursor string, limit int, keep func(wire.RunnerTask) bool) (wire.TaskList, error) {
+	limit = clampLimit(limit)
 	// The cursor is "<score>:<last task id>": tasks created in the same
 	// millisecond share a score, so the page resumes after the last id seen
 	// among them instead of skipping them.
 	max, offset := "+inf", int64(0)
-	if score, last, ok := strings.Cut(p.Cursor, ":"); ok {
+	if score, last, ok := strings.Cut(cursor, ":"); ok {
 		if _, err := strconv.ParseInt(score, 10, 64); err == nil {
 			max = score
 			ties, err := s.rdb.ZRevRangeByScore(ctx, index, &redis.ZRangeBy{Min: score, Max: score}).Result()
 			if err != nil {
-				return wire.TaskList{}, fmt.Errorf("store: list tasks of %s: %w", p.RunnerID, err)
+				return wire.TaskList{}, err
 			}
 			for _, m := range ties {
 				if m >= last {
@@ -163,7 +210,7 @@ func (s *Store) ListTasks(ctx context.Context, p ListTasksParams) (wire.TaskList
 	}
 	zs, err := s.rdb.ZRevRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Min: "-inf", Max: max, Offset: offset, Count: int64(limit) + 1}).Result()
 	if err != nil {
-		return wire.TaskList{}, fmt.Errorf("store: list tasks of %s: %w", p.RunnerID, err)
+		return wire.TaskList{}, err
 	}
 	out := wire.TaskList{Tasks: []wire.RunnerTask{}}
 	if len(zs) > limit {
@@ -180,7 +227,7 @@ func (s *Store) ListTasks(ctx context.Context, p ListTasksParams) (wire.TaskList
 		cmds[i] = pipe.HGetAll(ctx, TaskKey(z.Member.(string)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return wire.TaskList{}, fmt.Errorf("store: list tasks of %s: %w", p.RunnerID, err)
+		return wire.TaskList{}, err
 	}
 	var gone []any
 	for i, c := range cmds {
@@ -189,17 +236,56 @@ func (s *Store) ListTasks(ctx context.Context, p ListTasksParams) (wire.TaskList
 			gone = append(gone, zs[i].Member)
 			continue
 		}
-		t := decodeTask(m)
-		if p.Status != "" && t.Status != p.Status {
-			continue
+		if t := decodeTask(m); keep(t) {
+			out.Tasks = append(out.Tasks, t)
 		}
-		out.Tasks = append(out.Tasks, t)
 	}
 	if len(gone) > 0 {
 		// Finished tasks expire after the retention; drop their index entries.
 		s.rdb.ZRem(ctx, index, gone...)
 	}
 	return out, nil
+}
+
+// TrimTaskIndex walks the fleet's task index from rank after (0 is the
+// oldest task), at most batch entries, and drops those whose task expired.
+// It returns the rank the next call resumes at: 0 once the end was reached,
+// so repeated calls cycle through the index. The rank (not the score) is the
+// cursor because tasks created in the same millisecond share a score; new
+// tasks are added at the end, so ranks before the cursor only shift by the
+// entries this walk drops, which next accounts for. Each entry is a unique
+// task id that nothing re-adds, so the ZREM needs no script.
+func (s *Store) TrimTaskIndex(ctx context.Context, after int64, batch int) (next int64, dropped int, err error) {
+	ids, err := s.rdb.ZRange(ctx, TasksKey(), after, after+int64(batch)-1).Result()
+	if err != nil {
+		return after, 0, fmt.Errorf("store: trim task index: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, 0, nil
+	}
+	pipe := s.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(ids))
+	for i, id := range ids {
+		exists[i] = pipe.Exists(ctx, TaskKey(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return after, 0, fmt.Errorf("store: trim task index: %w", err)
+	}
+	var gone []any
+	for i, c := range exists {
+		if c.Val() == 0 {
+			gone = append(gone, ids[i])
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.rdb.ZRem(ctx, TasksKey(), gone...).Err(); err != nil {
+			return after, 0, fmt.Errorf("store: trim task index: %w", err)
+		}
+	}
+	if len(ids) < batch {
+		return 0, len(gone), nil
+	}
+	return after + int64(len(ids)-len(gone)), len(gone), nil
 }
 
 // TaskUpdateParams moves a task. Actor is "runner" or "operator"; a runner's

@@ -92,6 +92,8 @@ type RunnerInfo struct {
 	PendingUpdate  *PendingUpdate    `json:"pendingUpdate,omitempty"`
 	OfflineReason  string            `json:"offlineReason,omitempty"`
 	OfflineAt      *time.Time        `json:"offlineAt,omitempty"`
+	// StartedAt is when the runner process started, as its heartbeats report it.
+	StartedAt *time.Time `json:"startedAt,omitempty"`
 }
 
 // RunnerTask is a unit of work dispatched to one runner.
@@ -141,6 +143,11 @@ type HeartbeatPayload struct {
 	Resources    *SystemResources `json:"resources,omitempty"`
 	TasksRunning *int             `json:"tasksRunning,omitempty"`
 	Version      string           `json:"version,omitempty"`
+	// StartedAt (optional, RFC 3339) is when the runner process started. The
+	// controller keeps the latest one on the runner record and exports the
+	// runner's uptime from it (else the time since its registration). It may
+	// not lie more than a few minutes in the future nor more than ten years back.
+	StartedAt *time.Time `json:"startedAt,omitempty"`
 }
 
 // HeartbeatResponse renews the lease and carries the controller's requests:

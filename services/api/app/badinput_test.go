@@ -64,7 +64,7 @@ func TestBadInputs(t *testing.T) {
 		{"version check garbage", "POST", "/version-check/not-a-version", apiKey, "", nil, 422, "validation", "version"},
 		{"unknown route", "GET", "/nope", "", "", nil, 404, "not-found", ""},
 		{"unknown nested route", "GET", "/runners/r1/tasks/t1/extra", opKey, "", nil, 404, "not-found", ""},
-		{"wrong method", "DELETE", "/runners/r1", opKey, "", nil, 405, "method-not-allowed", ""},
+		{"wrong method", "PUT", "/runners/r1", opKey, "", nil, 405, "method-not-allowed", ""},
 		{"wrong method on register", "GET", "/runners/register/x", opKey, "", nil, 404, "not-found", ""},
 		{"heartbeat unknown runner", "POST", "/runners/heartbeat", opKey, `{"runnerId":"ghost"}`, nil, 403, "forbidden", ""},
 	}

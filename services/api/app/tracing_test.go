@@ -52,7 +52,7 @@ func TestTracing(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	store.Wrap(rdb).Trace(tp)
 	var logs testkit.SyncBuffer
-	log, err := logging.NewTo(&logs, logging.Config{Level: logging.LevelInfo, Format: "json"})
+	log, err := logging.NewTo(logging.Config{Level: logging.LevelInfo, Format: "json"}, &logs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@
 -- KEYS[3] runner tasks zset    KEYS[4] runner pending zset
 -- KEYS[5] runner active set    KEYS[6] task deadline zset
 -- KEYS[7] idempotency key      KEYS[8] stats hash
+-- KEYS[9] all-tasks zset (score createdAt ms)
 -- ARGV[1] task id   ARGV[2] runner id   ARGV[3] type   ARGV[4] payload JSON
 -- ARGV[5] timeout ms (0 = none)   ARGV[6] '1' when an idempotency key was given
 -- ARGV[7] idempotency TTL ms   ARGV[8] dispatch pub/sub channel
@@ -49,6 +50,7 @@ local timeout = tonumber(ARGV[5])
 redis.call('HSET', KEYS[2], 'id', tid, 'runnerId', ARGV[2], 'type', ARGV[3],
   'payload', ARGV[4], 'status', 'pending', 'timeoutMs', timeout, 'createdAt', now)
 redis.call('ZADD', KEYS[3], now, tid)
+redis.call('ZADD', KEYS[9], now, tid)
 redis.call('ZADD', KEYS[4], now, tid)
 redis.call('SADD', KEYS[5], tid)
 if timeout > 0 then

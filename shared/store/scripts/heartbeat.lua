@@ -9,6 +9,7 @@
 -- ARGV[4] activity ('' = unchanged)   ARGV[5] resources JSON ('' = unchanged)
 -- ARGV[6] tasks running ('' = unchanged)   ARGV[7] version ('' = unchanged)
 -- ARGV[8] task key prefix   ARGV[9] max tasks to return   ARGV[10] cancel retention ms
+-- ARGV[11] process start ms the runner reports ('' = unchanged)
 --
 -- Returns {0, epoch, deadline ms, pendingUpdate JSON or '', tasks, cancel ids}
 --   where tasks is a flat list of (id, type, payload, timeoutMs, createdAt) tuples;
@@ -49,6 +50,7 @@ end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'activity', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'resources', ARGV[5]) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'tasksRunning', ARGV[6]) end
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'startedAt', ARGV[11]) end
 local version = st[4]
 if ARGV[7] ~= '' then
   version = ARGV[7]

@@ -8,6 +8,7 @@
 -- KEYS[9]  runner cancel zset     KEYS[10] task deadline zset
 -- KEYS[11] quarantine zset        KEYS[12] outbox stream
 -- KEYS[13] stats hash
+-- KEYS[14] offline-since zset (retention purge)
 -- ARGV[1] runner id   ARGV[2] reason (lease_expired | deregistered)
 -- ARGV[3] task key prefix   ARGV[4] lease epoch (0 = any)
 -- ARGV[5] '1' to require that the lease is gone and its deadline passed
@@ -52,6 +53,7 @@ redis.call('ZREM', KEYS[5], id)
 redis.call('ZADD', KEYS[6], 0, id)
 redis.call('ZREM', KEYS[11], id)
 redis.call('HSET', KEYS[1], 'status', 'offline', 'offlineReason', ARGV[2], 'offlineAt', now, 'tasksRunning', 0)
+redis.call('ZADD', KEYS[14], now, id)
 
 local failed = {}
 local retention = tonumber(ARGV[7])

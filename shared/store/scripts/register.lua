@@ -7,6 +7,7 @@
 -- KEYS[9]  outbox stream          KEYS[10] runner active-task set
 -- KEYS[11] runner cancel zset     KEYS[12] quarantine zset
 -- KEYS[13] task deadline zset     KEYS[14] stats hash
+-- KEYS[15] offline-since zset (retention purge)
 -- ARGV[1] runner id   ARGV[2] name   ARGV[3] version   ARGV[4] realm
 -- ARGV[5] endpoint    ARGV[6] labels (JSON, '' for none)   ARGV[7] capacity
 -- ARGV[8] token hash  ARGV[9] lease TTL ms   ARGV[10] max runners (0 = no limit)
@@ -81,6 +82,7 @@ redis.call('ZADD', KEYS[4], 0, id)
 redis.call('ZREM', KEYS[6], id)
 redis.call('ZREM', KEYS[7], id)
 redis.call('ZADD', KEYS[5], 0, id)
+redis.call('ZREM', KEYS[15], id)
 redis.call('ZREM', KEYS[12], id)
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[8], 0, ARGV[4])

@@ -91,9 +91,12 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 	app.Post("/runners/offline", h.offline)
 	app.Post("/runners/task/:tid/patch", h.patchTaskByID)
 	app.Get("/runners/:id", h.getRunner)
+	app.Delete("/runners/:id", h.deleteRunner)
 	app.Get("/runners/:id/tasks", h.listTasks)
 	app.Post("/runners/:id/tasks", h.dispatch)
+	app.Get("/runners/:id/tasks/:tid", h.getTask)
 	app.Patch("/runners/:id/tasks/:tid", h.patchTask)
+	app.Get("/tasks", h.listAllTasks)
 	app.Post("/runners/:id/request-update", h.requestUpdate)
 	return app
 }
@@ -224,6 +227,18 @@ func (h *Handlers) getRunner(c *fiber.Ctx) error {
 	return reply(c, out, err)
 }
 
+func (h *Handlers) deleteRunner(c *fiber.Ctx) error {
+	if err := h.operator(c); err != nil {
+		return err
+	}
+	id := c.Params("id")
+	c.Locals(localRunner, id)
+	if err := h.svc.DeleteRunner(c.UserContext(), id); err != nil {
+		return err
+	}
+	return c.SendStatus(fiber.StatusNoContent)
+}
+
 func (h *Handlers) listTasks(c *fiber.Ctx) error {
 	id := c.Params("id")
 	if err := h.runnerOrOperator(c, id); err != nil {
@@ -236,6 +251,27 @@ func (h *Handlers) listTasks(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(out)
+}
+
+func (h *Handlers) getTask(c *fiber.Ctx) error {
+	id := c.Params("id")
+	if err := h.runnerOrOperator(c, id); err != nil {
+		return err
+	}
+	c.Locals(localTask, c.Params("tid"))
+	out, err := h.svc.GetTask(c.UserContext(), id, c.Params("tid"))
+	return reply(c, out, err)
+}
+
+func (h *Handlers) listAllTasks(c *fiber.Ctx) error {
+	if err := h.operator(c); err != nil {
+		return err
+	}
+	out, err := h.svc.ListAllTasks(c.UserContext(), runners.AllTasksQuery{
+		Status: c.Query("status"), Runner: c.Query("runner"), Type: c.Query("type"),
+		Cursor: c.Query("cursor"), Limit: c.Query("limit"),
+	})
+	return reply(c, out, err)
 }
 
 func (h *Handlers) dispatch(c *fiber.Ctx) error {

@@ -56,6 +56,7 @@ var domain = []struct {
 	{store.ErrRunnerUnreachable, kind{409, problem.TypeRunnerUnreachable, "Runner unreachable", "the runner is quarantined as unreachable"}},
 	{store.ErrRunnerDraining, kind{409, problem.TypeRunnerDraining, "Runner draining", "the runner is draining: it finishes its tasks and takes no new ones"}},
 	{store.ErrRunnerLive, kind{409, problem.TypeRunnerLive, "Runner live", "the runner is online or unreachable: re-registering its id needs its own credential (its token, or an API key when RUNNER_AUTH allows keys); take it offline first"}},
+	{store.ErrRunnerNotOffline, kind{409, problem.TypeRunnerNotOffline, "Runner not offline", "only an offline runner can be deleted: take it offline first (POST /runners/offline)"}},
 	{store.ErrTaskTerminal, kind{409, problem.TypeTaskTerminal, "Task finished", "the task is already finished and cannot change"}},
 	{store.ErrInvalidTransition, kind{409, problem.TypeInvalidTransition, "Invalid task transition", "the task cannot move from its current status to this one"}},
 	{store.ErrIdempotencyReused, kind{422, problem.TypeIdempotencyKeyReused, "Idempotency-Key reused", "this Idempotency-Key was already used for a different request to this runner"}},

@@ -2,6 +2,14 @@
 // counters read from Redis (so every replica reports the same truth at O(1)
 // cost), optional per-runner series from a cached scan, HTTP request metrics
 // by route template, the admission state and the Go/process collectors.
+// docs/metrics.md lists every series; a test holds the two together.
+//
+// The per-runner series are those of the original controller:
+// runner_leases{runner_id} is the lease expiry as a Unix time in seconds and
+// runner_uptime_seconds{runner_id} the time since the runner process started
+// (as its heartbeats report it, else since its registration). They come from
+// a scan of the live runner index, so a deleted runner's series vanish with
+// the next scan.
 //
 // It uses its own registry, never the global default, so that several
 // services can live in one process. It must never label a series with a raw
@@ -112,7 +120,7 @@ func newFleet(src Source, p string) *fleet {
 		online:      d("runners_online", "Runners holding a lease."),
 		offline:     d("runners_offline", "Runners offline."),
 		unreachable: d("runners_unreachable", "Runners quarantined as unreachable."),
-		leases:      d("runner_leases", "Live leases in the deadline index."),
+		leases:      d("leases_active", "Live leases in the deadline index (the fleet count; runner_leases is per runner)."),
 		quarantined: d("runners_quarantined", "Runners in the quarantine set."),
 		dispatched:  d("tasks_dispatched_total", "Tasks dispatched, fleet-wide."),
 		completed:   d("tasks_completed_total", "Tasks finished, fleet-wide, by final status.", "status"),
@@ -191,10 +199,10 @@ func (a *admission) Collect(ch chan<- prometheus.Metric) {
 // perRunner exports per-runner series from a scan of the runner index,
 // repeated at most once per ttl whatever the scrape rate.
 type perRunner struct {
-	src                             Source
-	ttl                             time.Duration
-	now                             func() time.Time
-	info, uptime, cpu, mem, running *prometheus.Desc
+	src                                     Source
+	ttl                                     time.Duration
+	now                                     func() time.Time
+	info, uptime, cpu, mem, running, leases *prometheus.Desc
 
 	mu      sync.Mutex
 	at      time.Time
@@ -206,7 +214,8 @@ func newPerRunner(src Source, p string, ttl time.Duration, now func() time.Time)
 	return &perRunner{
 		src: src, ttl: ttl, now: now,
 		info:    prometheus.NewDesc(p+"runner_info", "Runner identity (value 1).", []string{"runner_id", "name", "version", "status"}, nil),
-		uptime:  prometheus.NewDesc(p+"runner_uptime_seconds", "Host uptime the runner last reported.", id, nil),
+		uptime:  prometheus.NewDesc(p+"runner_uptime_seconds", "Seconds since the runner process started, as it reports it (else since its registration); not for offline runners.", id, nil),
+		leases:  prometheus.NewDesc(p+"runner_leases", "The runner's lease expiry, Unix time in seconds; only for runners holding a lease.", id, nil),
 		cpu:     prometheus.NewDesc(p+"runner_cpu_percent", "CPU use the runner last reported.", id, nil),
 		mem:     prometheus.NewDesc(p+"runner_memory_percent", "Memory use the runner last reported.", id, nil),
 		running: prometheus.NewDesc(p+"runner_tasks_running", "Tasks the runner last reported running.", id, nil),
@@ -219,6 +228,7 @@ func (r *perRunner) Describe(ch chan<- *prometheus.Desc) {
 	ch <- r.cpu
 	ch <- r.mem
 	ch <- r.running
+	ch <- r.leases
 }
 
 func (r *perRunner) snapshot() []wire.RunnerInfo {
@@ -247,6 +257,7 @@ func (r *perRunner) snapshot() []wire.RunnerInfo {
 }
 
 func (r *perRunner) Collect(ch chan<- prometheus.Metric) {
+	now := r.now()
 	for _, x := range r.snapshot() {
 		// NewConstMetric (not Must): a label value that is not valid UTF-8
 		// must cost one series, never the scrape.
@@ -254,8 +265,17 @@ func (r *perRunner) Collect(ch chan<- prometheus.Metric) {
 			ch <- m
 		}
 		ch <- prometheus.MustNewConstMetric(r.running, prometheus.GaugeValue, float64(x.TasksRunning), x.ID)
+		if x.LeaseExpiresAt != nil {
+			ch <- prometheus.MustNewConstMetric(r.leases, prometheus.GaugeValue, float64(x.LeaseExpiresAt.UnixMilli())/1000, x.ID)
+		}
+		if x.Status != wire.RunnerOffline {
+			start := x.RegisteredAt
+			if x.StartedAt != nil {
+				start = *x.StartedAt
+			}
+			ch <- prometheus.MustNewConstMetric(r.uptime, prometheus.GaugeValue, max(0, now.Sub(start).Seconds()), x.ID)
+		}
 		if x.Resources != nil {
-			ch <- prometheus.MustNewConstMetric(r.uptime, prometheus.GaugeValue, x.Resources.UptimeSeconds, x.ID)
 			ch <- prometheus.MustNewConstMetric(r.cpu, prometheus.GaugeValue, x.Resources.CPUPercent, x.ID)
 			ch <- prometheus.MustNewConstMetric(r.mem, prometheus.GaugeValue, x.Resources.MemoryPercent, x.ID)
 		}

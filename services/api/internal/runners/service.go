@@ -163,9 +163,16 @@ func (s *Service) Heartbeat(ctx context.Context, p wire.HeartbeatPayload) (wire.
 	if err := validate.Heartbeat(&p); err != nil {
 		return wire.HeartbeatResponse{}, err
 	}
+	var started time.Time
+	if p.StartedAt != nil {
+		if err := validate.StartedAt("startedAt", *p.StartedAt, s.now()); err != nil {
+			return wire.HeartbeatResponse{}, err
+		}
+		started = *p.StartedAt
+	}
 	res, err := s.store.Heartbeat(ctx, store.HeartbeatParams{
 		RunnerID: p.RunnerID, Epoch: p.LeaseEpoch, LeaseTTL: s.cfg.LeaseTTL, Activity: p.Status,
-		Resources: p.Resources, TasksRunning: p.TasksRunning, Version: p.Version,
+		Resources: p.Resources, TasksRunning: p.TasksRunning, Version: p.Version, StartedAt: started,
 	})
 	if err = s.observe(err); err != nil {
 		return wire.HeartbeatResponse{}, err
@@ -329,6 +336,65 @@ func (s *Service) listKnown(ctx context.Context, id string, list func() (wire.Ta
 		return wire.TaskList{}, s.observe(err)
 	}
 	return l, nil
+}
+
+// DeleteRunner deletes an offline runner at once with its indexes (its
+// tasks keep their own retention). An online or unreachable runner is
+// store.ErrRunnerNotOffline.
+func (s *Service) DeleteRunner(ctx context.Context, id string) error {
+	if err := validate.CheckID("id", id); err != nil {
+		return err
+	}
+	return s.observe(s.store.DeleteRunner(ctx, id))
+}
+
+// GetTask reads one task of a runner. A task of another runner is
+// ErrTaskNotFound, like an unknown one: the path names the runner, and a
+// runner's credential must learn nothing about other runners' tasks.
+func (s *Service) GetTask(ctx context.Context, runnerID, taskID string) (wire.RunnerTask, error) {
+	if err := validate.CheckID("id", runnerID); err != nil {
+		return wire.RunnerTask{}, err
+	}
+	if err := validate.CheckID("tid", taskID); err != nil {
+		return wire.RunnerTask{}, err
+	}
+	t, err := s.store.GetTask(ctx, taskID)
+	if err = s.observe(err); err != nil {
+		return wire.RunnerTask{}, err
+	}
+	if t.RunnerID != runnerID {
+		return wire.RunnerTask{}, fmt.Errorf("runners: task %s belongs to another runner: %w", taskID, store.ErrTaskNotFound)
+	}
+	return t, nil
+}
+
+// AllTasksQuery filters the fleet's task listing (GET /tasks); raw query values.
+type AllTasksQuery struct {
+	Status, Runner, Type, Cursor, Limit string
+}
+
+// ListAllTasks returns one page of the fleet's tasks, newest first.
+func (s *Service) ListAllTasks(ctx context.Context, q AllTasksQuery) (wire.TaskList, error) {
+	if err := validate.TaskStatusFilter(q.Status); err != nil {
+		return wire.TaskList{}, err
+	}
+	if q.Runner != "" && !validate.ID(q.Runner) {
+		return wire.TaskList{}, validate.Fail("runner", "is not a runner id")
+	}
+	if err := validate.TaskTypeFilter(q.Type); err != nil {
+		return wire.TaskList{}, err
+	}
+	if err := validate.TaskCursor(q.Cursor); err != nil {
+		return wire.TaskList{}, err
+	}
+	limit, err := validate.Limit(q.Limit, store.MaxListLimit)
+	if err != nil {
+		return wire.TaskList{}, err
+	}
+	l, err := s.store.ListAllTasks(ctx, store.ListAllTasksParams{
+		Status: wire.TaskStatus(q.Status), RunnerID: q.Runner, Type: q.Type, Cursor: q.Cursor, Limit: limit,
+	})
+	return l, s.observe(err)
 }
 
 // Dispatch creates a task; created is false when idemKey returned an earlier one.

@@ -311,18 +311,46 @@ func Limit(s string, max int) (int, error) {
 	return n, nil
 }
 
-// TaskCursor validates a task listing cursor (a millisecond score).
+// TaskCursor validates a task listing cursor: what NextCursor holds,
+// "<creation ms>:<last task id>" (a bare millisecond score is accepted too).
 func TaskCursor(s string) error {
 	if s == "" {
 		return nil
 	}
-	if len(s) > 20 {
+	score, last, hasID := strings.Cut(s, ":")
+	if len(score) > 20 || (hasID && !ID(last)) {
 		return Fail("cursor", "is not a cursor")
 	}
-	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+	if n, err := strconv.ParseInt(score, 10, 64); err != nil || n < 0 {
 		return Fail("cursor", "is not a cursor")
 	}
 	return nil
+}
+
+// Bounds of a reported process start (StartedAt): clocks differ a little,
+// and a start decades back is a broken clock, not an uptime.
+const (
+	MaxStartedAtSkew = 5 * time.Minute
+	MaxStartedAtAge  = 10 * 365 * 24 * time.Hour
+)
+
+// StartedAt validates the process start a runner reports against now.
+func StartedAt(field string, t, now time.Time) error {
+	switch {
+	case t.After(now.Add(MaxStartedAtSkew)):
+		return Fail(field, "lies in the future (more than %s ahead of the controller's clock)", MaxStartedAtSkew)
+	case t.Before(now.Add(-MaxStartedAtAge)):
+		return Fail(field, "is more than ten years ago")
+	}
+	return nil
+}
+
+// TaskTypeFilter validates a task listing's type filter (a task type).
+func TaskTypeFilter(s string) error {
+	if s == "" || typeRe.MatchString(s) {
+		return nil
+	}
+	return Fail("type", "is not a task type")
 }
 
 // Wait parses a long-poll wait: a Go duration ("20s") or an integer of

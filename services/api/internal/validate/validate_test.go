@@ -35,3 +35,31 @@ func TestID(t *testing.T) {
 		}
 	}
 }
+
+func TestTaskCursorAndStartedAt(t *testing.T) {
+	for _, ok := range []string{"", "1700000000000", "1700000000000:tsk_abc"} {
+		if err := TaskCursor(ok); err != nil {
+			t.Errorf("TaskCursor(%q) = %v, want nil", ok, err)
+		}
+	}
+	for _, bad := range []string{"x", "-1", "1:", "1:a b", "123456789012345678901:tsk"} {
+		if TaskCursor(bad) == nil {
+			t.Errorf("TaskCursor(%q) accepted", bad)
+		}
+	}
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		t  time.Time
+		ok bool
+	}{
+		{now.Add(-time.Hour), true},
+		{now.Add(time.Minute), true}, // small skew
+		{now.Add(10 * time.Minute), false},
+		{now.AddDate(-11, 0, 0), false},
+		{time.Unix(0, 0), false},
+	} {
+		if err := StartedAt("startedAt", tc.t, now); (err == nil) != tc.ok {
+			t.Errorf("StartedAt(%s) = %v, want ok=%v", tc.t, err, tc.ok)
+		}
+	}
+}

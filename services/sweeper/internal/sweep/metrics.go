@@ -23,6 +23,8 @@ type metrics struct {
 	subscriptions    prometheus.Counter
 	tickSeconds      prometheus.Histogram
 	scans            *prometheus.CounterVec
+	purged           prometheus.Counter
+	taskIndexTrimmed prometheus.Counter
 }
 
 // lagBuckets run from 1 ms to 10 s, fine-grained below the 100 ms tick.
@@ -107,12 +109,21 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 			Name: prefix + "lease_scans_total",
 			Help: "Lease index scans, by what prompted them: tick, deadline (the wake at the next lease deadline) or event (a keyspace event, a resubscription, an operator release).",
 		}, []string{"trigger"}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "runners_purged_total",
+			Help: "Offline runners this sweeper deleted after RUNNER_RETENTION_MS.",
+		}),
+		taskIndexTrimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "task_index_trimmed_total",
+			Help: "Entries of the fleet task index this sweeper dropped because their task expired.",
+		}),
 	}
 	for _, by := range []trigger{byTick, byDeadline, byEvent} {
 		m.scans.WithLabelValues(string(by))
 	}
 	reg.MustRegister(m.transitions, m.lag, m.eventsReceived, m.eventTrans, m.indexTrans,
 		m.leaseAlive, m.alreadyOffline, m.quarantineActive, m.quarantined, m.qEntries, m.qExits, m.qRunners,
-		m.taskTimeouts, m.errors, m.keyspaceEvents, m.subscriptions, m.tickSeconds, m.scans)
+		m.taskTimeouts, m.errors, m.keyspaceEvents, m.subscriptions, m.tickSeconds, m.scans,
+		m.purged, m.taskIndexTrimmed)
 	return m
 }

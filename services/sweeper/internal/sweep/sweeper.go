@@ -100,6 +100,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.tickLoop(ctx) })
 	wg.Go(func() { s.subscribeLoop(ctx) })
+	wg.Go(func() { s.purgeLoop(ctx) })
 	wg.Wait()
 	return nil
 }
