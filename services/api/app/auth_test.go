@@ -107,6 +107,10 @@ func authEveryRoute(t *testing.T, header string, keyActs bool, mods ...func(*con
 		{"POST", fixed("/runners/own/tasks"), `{"type":"shell"}`, [7]int{401, 401, 401, 403, 201, 403, 403}},
 		{"PATCH", func() string { return "/runners/own/tasks/" + freshTask() }, `{"status":"cancelled"}`, [7]int{401, 401, 401, k(200), 200, 200, 403}},
 		{"POST", func() string { return "/runners/task/" + freshTask() + "/patch" }, `{"status":"cancelled"}`, [7]int{401, 401, 401, k(200), 200, 200, 403}},
+		{"GET", func() string { return "/runners/own/tasks/" + freshTask() }, "", [7]int{401, 401, 401, k(200), 200, 200, 403}},
+		{"GET", fixed("/tasks"), "", [7]int{401, 401, 401, 403, 200, 403, 403}},
+		// "third" is online: deleting it is 409 for the operator, 403 for the rest
+		{"DELETE", fixed("/runners/third"), "", [7]int{401, 401, 401, 403, 409, 403, 403}},
 		{"POST", fixed("/runners/own/request-update"), `{"version":"2.0.0"}`, [7]int{401, 401, 401, 403, 200, 403, 403}},
 		{"POST", fixed("/version-check/1.0.0"), "", [7]int{401, 401, 401, 200, 200, 200, 200}},
 		{"GET", fixed("/admission"), "", [7]int{401, 401, 401, 200, 200, 200, 200}},
@@ -130,7 +134,7 @@ func authEveryRoute(t *testing.T, header string, keyActs bool, mods ...func(*con
 						t.Fatalf("403 body %s", r.body)
 					}
 				case 409:
-					if r.problem(t).Type != problem.TypeRunnerLive {
+					if typ := r.problem(t).Type; typ != problem.TypeRunnerLive && !(rt.method == "DELETE" && typ == problem.TypeRunnerNotOffline) {
 						t.Fatalf("409 body %s", r.body)
 					}
 				}
