@@ -34,6 +34,12 @@ type Sweeper struct {
 	// MassExpiryHoldMs (MASS_EXPIRY_HOLD_MS, default 300000): how long
 	// quarantined runners wait for a heartbeat before the normal offline transition.
 	MassExpiryHoldMs int64 `env:"MASS_EXPIRY_HOLD_MS"`
+	// FailoverGraceMs (FAILOVER_GRACE_MS, default 0 = one LEASE_TTL_MS): after
+	// a control-plane outage (a Redis restart or failover, the API's breaker
+	// open, an overload, the sweeper's own lost connection), every lease that
+	// fell due during it, or falls due within one lease TTL after it, is
+	// re-armed to now + this grace before anything is swept.
+	FailoverGraceMs int64 `env:"FAILOVER_GRACE_MS"`
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
 	// keys accepted by POST /quarantine/release. None leaves the endpoint open
 	// outside production and disables it in production.
@@ -54,6 +60,7 @@ func DefaultSweeper() Sweeper {
 		MassExpiryPercent:  50,
 		MassExpiryMin:      10,
 		MassExpiryHoldMs:   300000,
+		FailoverGraceMs:    0, // one LEASE_TTL_MS, whatever it is set to
 		HTTP: HTTPServer{
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, ShutdownTimeout: 5 * time.Second,
@@ -94,6 +101,9 @@ func (c Sweeper) Validate() error {
 	if c.MassExpiryMin < 1 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_MIN: %d is below 1", c.MassExpiryMin))
 	}
+	if c.FailoverGraceMs < 0 || c.FailoverGraceMs > maxFailoverGraceMs {
+		errs = append(errs, fmt.Errorf("FAILOVER_GRACE_MS: %d is outside 0..%d", c.FailoverGraceMs, maxFailoverGraceMs))
+	}
 	if c.MassExpiryHoldMs < 0 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_HOLD_MS: %d is negative", c.MassExpiryHoldMs))
 	}
@@ -126,6 +136,19 @@ func (c Sweeper) TaskTimeoutGrace() time.Duration {
 // failed: true whenever LEASE_TTL_MS >= 2.5 x HEARTBEAT_INTERVAL_MS (the
 // defaults are 4 x).
 func (c Sweeper) SilentAfter() time.Duration { return c.HeartbeatInterval() * 3 / 2 }
+
+// maxFailoverGraceMs bounds FAILOVER_GRACE_MS: an hour of grace hides dead
+// runners for an hour after every outage.
+const maxFailoverGraceMs = 3600000
+
+// FailoverGrace is how long the leases an outage covered are re-armed for:
+// FailoverGraceMs, or one lease TTL when it is 0 (the default).
+func (c Sweeper) FailoverGrace() time.Duration {
+	if c.FailoverGraceMs == 0 {
+		return c.LeaseTTL()
+	}
+	return time.Duration(c.FailoverGraceMs) * time.Millisecond
+}
 
 // MassExpiryHold is MassExpiryHoldMs as a duration.
 func (c Sweeper) MassExpiryHold() time.Duration {

@@ -31,4 +31,8 @@ var (
 	quarantineGateScript = loadScript("quarantine_gate.lua")
 	quarantineExitScript = loadScript("quarantine_exit.lua")
 	taskTimeoutScript    = loadScript("task_timeout.lua")
+
+	recordOutageScript = loadScript("record_outage.lua")
+	restartCheckScript = loadScript("restart_check.lua")
+	outageGraceScript  = loadScript("outage_grace.lua")
 )

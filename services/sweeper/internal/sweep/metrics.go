@@ -1,6 +1,10 @@
 package sweep
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+)
 
 // metrics are the sweeper's series, on a private registry (several services
 // may share one process).
@@ -23,6 +27,9 @@ type metrics struct {
 	subscriptions    prometheus.Counter
 	tickSeconds      prometheus.Histogram
 	scans            *prometheus.CounterVec
+	outages          *prometheus.CounterVec
+	graceWindows     prometheus.Counter
+	graceRearmed     prometheus.Counter
 }
 
 // lagBuckets run from 1 ms to 10 s, fine-grained below the 100 ms tick.
@@ -107,12 +114,28 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 			Name: prefix + "lease_scans_total",
 			Help: "Lease index scans, by what prompted them: tick, deadline (the wake at the next lease deadline) or event (a keyspace event, a resubscription, an operator release).",
 		}, []string{"trigger"}),
+		outages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "outages_detected_total",
+			Help: "Control-plane outages this sweeper detected and recorded, by source (restart: a changed Redis run_id; sweeper: its own lost connection).",
+		}, []string{"source"}),
+		graceWindows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "outage_grace_windows_total",
+			Help: "Outage windows (from any source) this sweeper granted the failover grace.",
+		}),
+		graceRearmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "outage_grace_leases_total",
+			Help: "Leases this sweeper re-armed for a failover grace.",
+		}),
+	}
+	for _, src := range []string{store.OutageRestart, store.OutageSweeper} {
+		m.outages.WithLabelValues(src)
 	}
 	for _, by := range []trigger{byTick, byDeadline, byEvent} {
 		m.scans.WithLabelValues(string(by))
 	}
 	reg.MustRegister(m.transitions, m.lag, m.eventsReceived, m.eventTrans, m.indexTrans,
 		m.leaseAlive, m.alreadyOffline, m.quarantineActive, m.quarantined, m.qEntries, m.qExits, m.qRunners,
-		m.taskTimeouts, m.errors, m.keyspaceEvents, m.subscriptions, m.tickSeconds, m.scans)
+		m.taskTimeouts, m.errors, m.keyspaceEvents, m.subscriptions, m.tickSeconds, m.scans,
+		m.outages, m.graceWindows, m.graceRearmed)
 	return m
 }
