@@ -88,7 +88,11 @@ func (h *countingReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if status/100 == 2 {
-		// counted before the answer leaves: a sender killed now may retry it
+		if r.Context().Err() != nil {
+			return // the sender is gone (killed mid-request): it never saw an answer
+		}
+		// counted before the answer leaves: a sender killed right now may
+		// retry it (counted as redelivered)
 		h.mu.Lock()
 		rid := data.Runner.ID
 		if h.delivered[rid] == nil {
