@@ -11,7 +11,7 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # else goes through the store.
 REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/(shared/(store|redistest)|tools/ygg-sim/internal/stack)
 
-.PHONY: help build run test test-race bench bench-api bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
+.PHONY: help build run test test-race chaos bench bench-api bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test: redis-server ## run every module's tests against private redis-servers; en
 
 test-race: redis-server ## the tests with the race detector
 	@set -e; for m in $(MODULES); do echo "== $$m"; (cd $$m && $(GO) test -race $(GOTESTFLAGS) ./...); done
+
+chaos: redis-server ## the chaos suite against the real binaries (about 5-10 min): kills, two sweepers, failing receivers, ten Redis restarts; prints one table
+	cd e2e && $(GO) test -tags chaos -count=1 -timeout 15m -run '^TestChaos$$' -v . 2>&1 | grep -vE '^\s+time=' | tee /tmp/yggdrasil-chaos.log | grep -E '^\s+\||^(---|===|ok|FAIL|PASS)|chaos_test|chaos_scenarios_test'; exit $${PIPESTATUS[0]}
 
 bench: bench-api bench-sweeper bench-hooks ## every benchmark (figures go in the README)
 

@@ -113,3 +113,19 @@ func TestLogDefaultsAndTransports(t *testing.T) {
 		}
 	}
 }
+
+func TestFailoverGraceDefaultsToOneLeaseTTL(t *testing.T) {
+	sw, err := LoadSweeper(map[string]string{"LEASE_TTL_MS": "3000", "HEARTBEAT_INTERVAL_MS": "1000"})
+	if err != nil || sw.FailoverGrace() != 3*time.Second {
+		t.Errorf("default grace %s (err %v), want one LEASE_TTL_MS (3 s)", sw.FailoverGrace(), err)
+	}
+	sw, err = LoadSweeper(map[string]string{"FAILOVER_GRACE_MS": "7000"})
+	if err != nil || sw.FailoverGrace() != 7*time.Second {
+		t.Errorf("FAILOVER_GRACE_MS=7000: grace %s, err %v", sw.FailoverGrace(), err)
+	}
+	for _, bad := range []string{"-1", "3600001"} {
+		if _, err := LoadSweeper(map[string]string{"FAILOVER_GRACE_MS": bad}); err == nil || !strings.Contains(err.Error(), "FAILOVER_GRACE_MS") {
+			t.Errorf("FAILOVER_GRACE_MS=%s: err %v, want it refused", bad, err)
+		}
+	}
+}

@@ -43,6 +43,12 @@ type Sweeper struct {
 	// looks for runners past RUNNER_RETENTION_MS (at least as often as the
 	// retention itself, when it is shorter) and trims the fleet task index.
 	RunnerPurgeInterval time.Duration
+	// FailoverGraceMs (FAILOVER_GRACE_MS, default 0 = one LEASE_TTL_MS): after
+	// a control-plane outage (a Redis restart or failover, the API's breaker
+	// open, an overload, the sweeper's own lost connection), every lease that
+	// fell due during it, or falls due within one lease TTL after it, is
+	// re-armed to now + this grace before anything is swept.
+	FailoverGraceMs int64 `env:"FAILOVER_GRACE_MS"`
 	// AdminAPIKeys (ADMIN_API_KEYS, comma-separated, default none): operator
 	// keys accepted by POST /quarantine/release. None leaves the endpoint open
 	// outside production and disables it in production. Keys shorter than
@@ -66,6 +72,7 @@ func DefaultSweeper() Sweeper {
 		MassExpiryHoldMs:    300000,
 		RunnerRetentionMs:   int64(7 * 24 * time.Hour / time.Millisecond),
 		RunnerPurgeInterval: time.Minute,
+		FailoverGraceMs:     0, // one LEASE_TTL_MS, whatever it is set to
 		HTTP: HTTPServer{
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, ShutdownTimeout: 5 * time.Second,
@@ -111,6 +118,9 @@ func (c Sweeper) Validate() error {
 	}
 	if c.RunnerPurgeInterval <= 0 {
 		errs = append(errs, errors.New("RunnerPurgeInterval: not positive (no variable sets it: build the configuration from DefaultSweeper)"))
+	}
+	if c.FailoverGraceMs < 0 || c.FailoverGraceMs > maxFailoverGraceMs {
+		errs = append(errs, fmt.Errorf("FAILOVER_GRACE_MS: %d is outside 0..%d", c.FailoverGraceMs, maxFailoverGraceMs))
 	}
 	if c.MassExpiryHoldMs < 0 {
 		errs = append(errs, fmt.Errorf("MASS_EXPIRY_HOLD_MS: %d is negative", c.MassExpiryHoldMs))
@@ -161,6 +171,19 @@ func (c Sweeper) RunnerRetention() time.Duration {
 // the retention when that is shorter, so that a runner never outlives it by
 // much more than the retention again.
 func (c Sweeper) PurgeEvery() time.Duration { return min(c.RunnerPurgeInterval, c.RunnerRetention()) }
+
+// maxFailoverGraceMs bounds FAILOVER_GRACE_MS: an hour of grace hides dead
+// runners for an hour after every outage.
+const maxFailoverGraceMs = 3600000
+
+// FailoverGrace is how long the leases an outage covered are re-armed for:
+// FailoverGraceMs, or one lease TTL when it is 0 (the default).
+func (c Sweeper) FailoverGrace() time.Duration {
+	if c.FailoverGraceMs == 0 {
+		return c.LeaseTTL()
+	}
+	return time.Duration(c.FailoverGraceMs) * time.Millisecond
+}
 
 // MassExpiryHold is MassExpiryHoldMs as a duration.
 func (c Sweeper) MassExpiryHold() time.Duration {

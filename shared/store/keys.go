@@ -96,7 +96,7 @@ func OutboxKey() string { return prefix + "outbox" }
 
 // StatsKey holds fleet-wide counters. HASH: tasks_dispatched,
 // tasks_completed:<status>, transitions:<reason>, quarantine_entries,
-// quarantine_exits:<reason>.
+// quarantine_exits:<reason>, outage_grants, outage_leases_rearmed.
 func StatsKey() string { return prefix + "stats" }
 
 // QuarantineKey holds the runners the sweeper quarantined after a correlated
@@ -115,3 +115,23 @@ func RecentExpiriesKey() string { return prefix + "expiries:recent" }
 // DispatchChannel is the pub/sub channel on which a dispatch announces the
 // runner id, waking long polls on every API replica.
 func DispatchChannel() string { return prefix + "dispatch" }
+
+// OutagesKey is the history of control-plane outage windows (a Redis
+// restart, the API's breaker open, an overload, a sweeper that lost Redis).
+// ZSET: member window id "<source>:<fromMs>:<toMs>", score toMs. The latest
+// outageHistory windows are kept.
+func OutagesKey() string { return prefix + "outages" }
+
+// OutagesPendingKey holds the outage windows whose failover grace has not
+// been granted yet. ZSET: member window id (as in OutagesKey), score fromMs.
+// The lease gate sweeps nothing while it is not empty.
+func OutagesPendingKey() string { return prefix + "outages:pending" }
+
+// OutageGrantsKey records each granted window. HASH: field window id, value
+// "<grantedAtMs>:<leases re-armed>:<times granted>".
+func OutageGrantsKey() string { return prefix + "outages:granted" }
+
+// RedisSeenKey is the Redis instance the sweepers last saw. HASH: runId
+// (INFO server run_id), at (ms, Redis TIME of the latest check). A run_id
+// other than the live one means Redis restarted (or failed over) since at.
+func RedisSeenKey() string { return prefix + "redis:seen" }

@@ -58,6 +58,9 @@ type SweepDecision struct {
 	// due (Redis' clock): 0 when more leases are due than this call took,
 	// negative when no lease is held.
 	NextDue time.Duration
+	// GraceDue says an outage window waits for its failover grace: the gate
+	// decided nothing; call GrantOutageGrace, then sweep again.
+	GraceDue bool
 }
 
 // quarantine_gate.lua's first reply element: 1 when this call entered the
@@ -65,6 +68,9 @@ type SweepDecision struct {
 const (
 	gateEntered = 1
 	exitEnded   = 1
+	// gateGraceDue is the gate's last reply element when it decided nothing
+	// because an outage window waits for its grace.
+	gateGraceDue = 1
 )
 
 // SweepDue finds up to limit runners whose lease deadline passed (by Redis
@@ -75,7 +81,7 @@ const (
 func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (SweepDecision, error) {
 	keys := []string{
 		LeaseDeadlinesKey(), StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
-		QuarantineKey(), QuarantineStateKey(), RecentExpiriesKey(), OutboxKey(), StatsKey(),
+		QuarantineKey(), QuarantineStateKey(), RecentExpiriesKey(), OutboxKey(), StatsKey(), OutagesPendingKey(),
 	}
 	res, err := quarantineGateScript.Run(ctx, s.rdb, keys,
 		runnerKeyPrefix, LeaseKeyPrefix, p.Window.Milliseconds(), p.Percent, p.Min, limit,
@@ -83,7 +89,7 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 	if err != nil {
 		return SweepDecision{}, fmt.Errorf("store: sweep gate: %w", err)
 	}
-	if len(res) < 10 {
+	if len(res) < 11 {
 		return SweepDecision{}, fmt.Errorf("store: sweep gate: %w", errUnexpectedResponse)
 	}
 	return SweepDecision{
@@ -97,6 +103,7 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 		Rule:        toString(res[7]),
 		Silent:      toInt(res[8]),
 		Population:  toInt(res[9]),
+		GraceDue:    toInt(res[10]) == gateGraceDue,
 	}, nil
 }
 

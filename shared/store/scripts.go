@@ -33,4 +33,8 @@ var (
 	taskTimeoutScript    = loadScript("task_timeout.lua")
 	runnerPurgeScript    = loadScript("runner_purge.lua")
 	backfillScript       = loadScript("offline_since_backfill.lua")
+
+	recordOutageScript = loadScript("record_outage.lua")
+	restartCheckScript = loadScript("restart_check.lua")
+	outageGraceScript  = loadScript("outage_grace.lua")
 )

@@ -29,6 +29,7 @@
 -- KEYS[3] status:unreachable zset  KEYS[4] quarantine zset
 -- KEYS[5] quarantine state hash    KEYS[6] recent expiries zset
 -- KEYS[7] outbox stream            KEYS[8] stats hash
+-- KEYS[9] outages:pending zset
 -- ARGV[1] runner key prefix   ARGV[2] lease key prefix   ARGV[3] window ms (one lease TTL)
 -- ARGV[4] percent (100 = never)   ARGV[5] minimum count   ARGV[6] scan limit
 -- ARGV[7] silent-after ms (0 = the fleet_silent rule is off)
@@ -38,8 +39,12 @@
 -- millisecond the lease key still exists. Scanning strictly before now keeps
 -- runners that share a deadline in one decision.
 --
+-- While an outage window waits for its failover grace (KEYS[9] not empty),
+-- nothing is decided: the leases it covers must be re-armed first
+-- (outage_grace.lua), whoever recorded the window.
+--
 -- Returns {entered (0/1), now ms, expire ids, quarantined ids, lost, base,
---          next ms, rule, silent, population}
+--          next ms, rule, silent, population, grace due (0/1)}
 --   lost = expiries within the window including this call's (0 when not evaluated),
 --   base = runners online within the window,
 --   next = ms from now until the earliest lease not yet due becomes due
@@ -48,6 +53,10 @@
 --   silent, population = the fleet_silent figures (0 when not evaluated).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+if redis.call('EXISTS', KEYS[9]) == 1 then
+  return {0, now, {}, {}, 0, 0, 0, '', 0, 0, 1}
+end
 
 local limit = tonumber(ARGV[6])
 local candidates = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, limit)
@@ -79,7 +88,7 @@ for _, id in ipairs(candidates) do
   end
 end
 if #due == 0 then
-  return {0, now, {}, {}, 0, 0, nextDue, '', 0, 0}
+  return {0, now, {}, {}, 0, 0, nextDue, '', 0, 0, 0}
 end
 
 local state = redis.call('HMGET', KEYS[5], 'active', 'rule')
@@ -156,4 +165,4 @@ if #quarantine > 0 then
   redis.call('HINCRBY', KEYS[5], 'count', #quarantine)
 end
 
-return {entered, now, expire, quarantine, lost, base, nextDue, entered == 1 and rule or '', silent, population}
+return {entered, now, expire, quarantine, lost, base, nextDue, entered == 1 and rule or '', silent, population, 0}

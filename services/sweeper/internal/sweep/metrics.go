@@ -1,6 +1,10 @@
 package sweep
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+)
 
 // metrics are the sweeper's series, on a private registry (several services
 // may share one process).
@@ -25,6 +29,9 @@ type metrics struct {
 	scans            *prometheus.CounterVec
 	purged           prometheus.Counter
 	taskIndexTrimmed prometheus.Counter
+	outages          *prometheus.CounterVec
+	graceWindows     prometheus.Counter
+	graceRearmed     prometheus.Counter
 }
 
 // lagBuckets run from 1 ms to 10 s, fine-grained below the 100 ms tick.
@@ -117,6 +124,21 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 			Name: prefix + "task_index_trimmed_total",
 			Help: "Entries of the fleet task index this sweeper dropped because their task expired.",
 		}),
+		outages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "outages_detected_total",
+			Help: "Control-plane outages this sweeper detected and recorded, by source (restart: a changed Redis run_id; sweeper: its own lost connection).",
+		}, []string{"source"}),
+		graceWindows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "outage_grace_windows_total",
+			Help: "Outage windows (from any source) this sweeper granted the failover grace.",
+		}),
+		graceRearmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "outage_grace_leases_total",
+			Help: "Leases this sweeper re-armed for a failover grace.",
+		}),
+	}
+	for _, src := range []string{store.OutageRestart, store.OutageSweeper} {
+		m.outages.WithLabelValues(src)
 	}
 	for _, by := range []trigger{byTick, byDeadline, byEvent} {
 		m.scans.WithLabelValues(string(by))
@@ -124,6 +146,7 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 	reg.MustRegister(m.transitions, m.lag, m.eventsReceived, m.eventTrans, m.indexTrans,
 		m.leaseAlive, m.alreadyOffline, m.quarantineActive, m.quarantined, m.qEntries, m.qExits, m.qRunners,
 		m.taskTimeouts, m.errors, m.keyspaceEvents, m.subscriptions, m.tickSeconds, m.scans,
-		m.purged, m.taskIndexTrimmed)
+		m.purged, m.taskIndexTrimmed,
+		m.outages, m.graceWindows, m.graceRearmed)
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,11 @@ type Service struct {
 	adminKeys keyauth.KeySet
 
 	kick chan struct{}
+
+	// outage is the guard's state (outage.go), used by the tick loop only;
+	// redisFailed is set by fail from any loop.
+	outage      outageState
+	redisFailed atomic.Bool
 
 	throttleMu sync.Mutex
 	lastLogged map[string]time.Time
@@ -175,6 +181,9 @@ func (s *Service) tickLoop(ctx context.Context) {
 func (s *Service) tick(ctx context.Context) time.Time {
 	start := time.Now()
 	defer func() { s.m.tickSeconds.Observe(time.Since(start).Seconds()) }()
+	if !s.guard(ctx, true) {
+		return time.Time{}
+	}
 	due := s.sweepLeases(ctx, byTick)
 	s.advanceQuarantine(ctx)
 	s.timeoutTasks(ctx)
@@ -186,6 +195,9 @@ func (s *Service) tick(ctx context.Context) time.Time {
 // scan failed; now when a backlog is left).
 func (s *Service) sweepLeases(ctx context.Context, by trigger) time.Time {
 	defer s.m.scans.WithLabelValues(string(by)).Inc() // counted once done
+	if !s.guard(ctx, false) {
+		return time.Time{}
+	}
 	batch := s.cfg.SweepBatch
 	for range maxBatchesPerTick {
 		if ctx.Err() != nil {
@@ -196,6 +208,15 @@ func (s *Service) sweepLeases(ctx context.Context, by trigger) time.Time {
 			s.fail(ctx, "sweep", err)
 			return time.Time{}
 		}
+		if d.GraceDue {
+			// an outage window (recorded by anyone) waits for its grace:
+			// the gate swept nothing; grant it, then sweep again
+			if !s.grant(ctx) {
+				return time.Time{}
+			}
+			continue
+		}
+		s.outage.lastOK = d.Now
 		// the gate measured NextDue against Redis' clock; anchoring it to
 		// the local clock when the answer arrives keeps hosts' skew out
 		got := time.Now()
@@ -378,6 +399,9 @@ func (s *Service) fail(ctx context.Context, op string, err error) {
 		return // shutting down: the error is the cancellation
 	}
 	s.m.errors.WithLabelValues(op).Inc()
+	if !store.IsDomain(err) {
+		s.redisFailed.Store(true) // the guard records the outage once Redis answers
+	}
 	s.throttleMu.Lock()
 	last := s.lastLogged[op]
 	now := time.Now()
