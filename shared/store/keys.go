@@ -103,3 +103,9 @@ func RecentExpiriesKey() string { return prefix + "expiries:recent" }
 // DispatchChannel is the pub/sub channel on which a dispatch announces the
 // runner id, waking long polls on every API replica.
 func DispatchChannel() string { return prefix + "dispatch" }
+
+// OutagesKey records the windows in which the control plane failed (a store
+// outage seen by an api's breaker, an api shedding overload, ...). ZSET:
+// member "<source>:<from ms>:<to ms>", score the window's end in ms. The
+// sweeper turns a recent window into a failover grace for the leases it cut.
+func OutagesKey() string { return prefix + "outages" }

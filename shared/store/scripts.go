@@ -31,4 +31,6 @@ var (
 	quarantineGateScript = loadScript("quarantine_gate.lua")
 	quarantineExitScript = loadScript("quarantine_exit.lua")
 	taskTimeoutScript    = loadScript("task_timeout.lua")
+
+	recordOutageScript = loadScript("record_outage.lua")
 )
