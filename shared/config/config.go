@@ -32,6 +32,10 @@ type Common struct {
 	LogFormat string `env:"LOG_FORMAT"`
 	// MetricsPrefix (METRICS_PREFIX, default "yggdrasil_"): prefix of every metric name.
 	MetricsPrefix string `env:"METRICS_PREFIX"`
+	// MetricsToken (METRICS_TOKEN, default none = /metrics open): the
+	// bearer token /metrics requires (it lists every runner's id, name and
+	// version). At least 16 characters; compared in constant time.
+	MetricsToken string `env:"METRICS_TOKEN"`
 }
 
 // DefaultRedisURL is used when REDIS_URL is empty.
@@ -75,6 +79,9 @@ func (c Common) validate() []error {
 	errs := validateLogger(c.Logger())
 	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") && !strings.HasPrefix(c.RedisURL, "unix://") {
 		errs = append(errs, fmt.Errorf("REDIS_URL: %q is not a redis://, rediss:// or unix:// URL", c.RedisURL))
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("METRICS_TOKEN: must be at least 16 characters"))
 	}
 	return errs
 }

@@ -52,6 +52,9 @@ const (
 	TypeLongPollCapacity     = Base + "long-poll-capacity"
 	TypeNotReady             = Base + "not-ready"
 	TypeUnavailable          = Base + "unavailable"
+	// TypeOverloaded: the replica shed the request (503 + Retry-After)
+	// rather than let it queue past the runner's lease.
+	TypeOverloaded = Base + "overloaded"
 
 	// The sweeper's operator endpoints.
 	TypeRedisUnavailable = Base + "redis-unavailable"

@@ -30,7 +30,9 @@ type Outage struct {
 
 // RecordOutage records that the control plane, as seen by source ("api",
 // "sweeper", ...), failed from from to to. Recording the same window twice
-// is harmless. Windows older than OutageRetention are dropped.
+// is harmless; a longer window with the same source and start replaces the
+// shorter one (a window recorded while it was still going on). Windows that
+// ended more than OutageRetention ago are dropped.
 func (s *Store) RecordOutage(ctx context.Context, from, to time.Time, source string) error {
 	if source == "" || strings.Contains(source, ":") {
 		return fmt.Errorf("store: record outage: source %q must be non-empty and hold no ':'", source)
@@ -38,9 +40,10 @@ func (s *Store) RecordOutage(ctx context.Context, from, to time.Time, source str
 	if to.Before(from) {
 		return fmt.Errorf("store: record outage: window ends (%s) before it starts (%s)", to, from)
 	}
-	member := source + ":" + strconv.FormatInt(from.UnixMilli(), 10) + ":" + strconv.FormatInt(to.UnixMilli(), 10)
+	start := source + ":" + strconv.FormatInt(from.UnixMilli(), 10) + ":"
+	member := start + strconv.FormatInt(to.UnixMilli(), 10)
 	code, err := recordOutageScript.Run(ctx, s.rdb, []string{OutagesKey()},
-		member, to.UnixMilli(), OutageRetention.Milliseconds()).Int()
+		member, to.UnixMilli(), OutageRetention.Milliseconds(), start).Int()
 	if err != nil {
 		return fmt.Errorf("store: record outage %s: %w", member, err)
 	}

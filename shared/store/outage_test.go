@@ -35,8 +35,11 @@ func TestRecordOutageWritesOneMemberPerWindowAndDropsOldOnes(t *testing.T) {
 	if err := rdb.ZAdd(ctx, store.OutagesKey(), redisZ(old)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RecordOutage(ctx, now.Add(-time.Second), now, "overload"); err != nil {
-		t.Fatal(err)
+	// A window recorded while it went on, then again once it ended: one member.
+	for _, end := range []time.Time{now.Add(-500 * time.Millisecond), now} {
+		if err := s.RecordOutage(ctx, now.Add(-time.Second), end, "overload"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	list, err := s.Outages(ctx, now.Add(-time.Minute))
 	if err != nil {
