@@ -99,6 +99,7 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 		IdleTimeout:       o.IdleTimeout,
 		ErrorHandler:      ErrorHandler(log),
 	})
+	unknownMethodsAre405(app)
 	app.Use(h.observe)
 	app.Use(recover.New())
 	app.Use(h.limitBody)

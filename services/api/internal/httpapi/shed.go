@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
@@ -96,4 +97,30 @@ func (h *Handlers) tooLarge(c *fiber.Ctx, stream io.Reader) error {
 		c.Set(fiber.HeaderConnection, "close")
 	}
 	return fiber.ErrRequestEntityTooLarge
+}
+
+// unknownMethodsAre405 makes a request with a method fiber does not know
+// (BREW) take the path of a known one no route accepts: fiber answers such
+// methods with a bare 400 before any middleware runs, while TRACE reaches
+// the router, which answers 405 with Allow (404 on an unknown path) through
+// the ErrorHandler, as for any method a route does not take.
+func unknownMethodsAre405(app *fiber.App) {
+	srv := app.Server()
+	next := srv.Handler
+	known := app.Config().RequestMethods
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if !knownMethod(known, ctx.Method()) {
+			ctx.Request.Header.SetMethod(fiber.MethodTrace)
+		}
+		next(ctx)
+	}
+}
+
+func knownMethod(known []string, m []byte) bool {
+	for _, k := range known {
+		if string(m) == k {
+			return true
+		}
+	}
+	return false
 }
