@@ -49,10 +49,6 @@ type API struct {
 	// BreakerProbeEvery (no variable, default 250 ms): how often an open
 	// admission breaker probes Redis with a PING (each waits at most this).
 	BreakerProbeEvery time.Duration
-	// ReadyTimeout (no variable, default 200 ms): how long /ready waits for
-	// Redis's PING, so that a readiness probe of 1 s gets a 503, not a
-	// timeout. While the breaker is open /ready answers 503 at once.
-	ReadyTimeout time.Duration
 	// OutageRecordEvery (no variable, default 1 s): the api writes the
 	// outage and overload windows it saw to Redis at most this often.
 	OutageRecordEvery time.Duration
@@ -89,7 +85,6 @@ func DefaultAPI() API {
 		BreakerFailures:    1,
 		BreakerCooldownMs:  5000,
 		BreakerProbeEvery:  250 * time.Millisecond,
-		ReadyTimeout:       200 * time.Millisecond,
 		OutageRecordEvery:  time.Second,
 		MaxInflight:        64,
 		OverloadQueueMs:    100,
@@ -97,6 +92,7 @@ func DefaultAPI() API {
 		HTTP: HTTPServer{
 			ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second,
 			IdleTimeout: 75 * time.Second, ShutdownTimeout: 10 * time.Second,
+			ReadyTimeout: 200 * time.Millisecond,
 		},
 	}
 }
@@ -145,8 +141,8 @@ func (c API) Validate() error {
 	if c.BreakerProbeEvery <= 0 {
 		errs = append(errs, fmt.Errorf("BreakerProbeEvery: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.BreakerProbeEvery))
 	}
-	if c.ReadyTimeout <= 0 || c.OutageRecordEvery <= 0 {
-		errs = append(errs, fmt.Errorf("ReadyTimeout %s, OutageRecordEvery %s: not positive (no variable sets them: build the configuration from DefaultAPI)", c.ReadyTimeout, c.OutageRecordEvery))
+	if c.OutageRecordEvery <= 0 {
+		errs = append(errs, fmt.Errorf("OutageRecordEvery: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.OutageRecordEvery))
 	}
 	if c.MaxInflight < 0 {
 		errs = append(errs, fmt.Errorf("MAX_INFLIGHT: %d is negative", c.MaxInflight))

@@ -98,7 +98,7 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		TracerProvider: o.tp, Propagator: o.prop,
 		Limiter: limiter, RetryAfterMax: cfg.HeartbeatInterval() / 2,
-		MetricsToken: cfg.MetricsToken, ReadyTimeout: cfg.ReadyTimeout,
+		MetricsToken: cfg.MetricsToken, ReadyTimeout: cfg.HTTP.ReadyTimeout,
 	})
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: cfg.MetricsPrefix + "api_overload_shed_total",
