@@ -40,9 +40,9 @@ type Config struct {
 	Ready      func() error
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
-	Registry   *prometheus.Registry
-	Inspector  *asynq.Inspector
-	Log        *slog.Logger
+	Registry     *prometheus.Registry
+	Inspector    *asynq.Inspector
+	Log          *slog.Logger
 }
 
 type server struct {
