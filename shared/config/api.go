@@ -52,7 +52,7 @@ type API struct {
 	// OutageRecordEvery (no variable, default 1 s): the api writes the
 	// outage and overload windows it saw to Redis at most this often.
 	OutageRecordEvery time.Duration
-	// MaxInflight (MAX_INFLIGHT, default 64, 0 = no limit): runner requests
+	// MaxInflight (MAX_INFLIGHT, default 256, 0 = no limit): runner requests
 	// (heartbeat, register, task updates) handled at once; the others wait
 	// for a slot at most OverloadQueueMs, then get 503 + Retry-After.
 	MaxInflight int `env:"MAX_INFLIGHT"`
@@ -86,7 +86,7 @@ func DefaultAPI() API {
 		BreakerCooldownMs:  5000,
 		BreakerProbeEvery:  250 * time.Millisecond,
 		OutageRecordEvery:  time.Second,
-		MaxInflight:        64,
+		MaxInflight:        256,
 		OverloadQueueMs:    100,
 		CountsCacheTTL:     time.Second,
 		HTTP: HTTPServer{
