@@ -19,7 +19,7 @@ func Mux(mux *http.ServeMux) http.Handler {
 		}
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			h.ServeHTTP(w, r)
+			mux.ServeHTTP(w, r) // not h: ServeHTTP sets the path values ({id})
 			return
 		}
 		// The mux's own answer: learn its status and Allow without sending
