@@ -11,7 +11,7 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # else goes through the store.
 REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/(shared/(store|redistest)|tools/ygg-sim/internal/stack)
 
-.PHONY: help build run test test-race chaos bench bench-api bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
+.PHONY: help build run test test-race chaos bench bench-api bench-overload bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: bench-api bench-sweeper bench-hooks ## every benchmark (figures go in the
 
 bench-api: redis-server ## api: heartbeat throughput over HTTP beside redis PING and EVALSHA ceilings
 	cd services/api && $(GO) test -run '^$$' -bench Heartbeat -benchtime 3s ./app/
+
+bench-overload: redis-server ## api: a simulated fleet offering 2x the measured heartbeat capacity, with and without the admission controller
+	cd services/api && $(GO) test -run '^$$' -bench Overload -benchtime 1x -timeout 10m ./app/
 
 bench-sweeper: redis-server ## sweeper: detection lag p50/p99/max for 10k and 100k leases over 15 s, beside keyspace events alone
 	cd services/sweeper && $(GO) test -tags bench -run '^$$' -bench DetectionLag -benchtime 1x -timeout 15m ./internal/sweep/

@@ -643,3 +643,30 @@ func TestHardStopInterruptsAnUpdateWaitingForTasks(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// The api sheds overload with 503 + a jittered Retry-After (1 s to half the
+// heartbeat interval): the agent waits the whole of it, not its own backoff.
+func TestOverloadedRetryAfterIsHonoured(t *testing.T) {
+	f := newFake(t)
+	refused := time.Time{}
+	f.onHeartbeat = func(n int) (int, string) {
+		if n == 2 {
+			refused = time.Now()
+			return http.StatusServiceUnavailable, "2"
+		}
+		return 0, ""
+	}
+	h := startAgent(t, f, t.TempDir(), nil)
+	h.runnerID()
+	testkit.Eventually(t, 6*time.Second, func() bool {
+		var n int
+		f.with(func() { n = len(f.heartbeats) })
+		return n >= 3
+	}, "heartbeat after the 503")
+	f.with(func() {
+		gap := f.heartbeats[2].at.Sub(refused)
+		if gap < 1950*time.Millisecond || gap > 3500*time.Millisecond {
+			t.Fatalf("next heartbeat %s after a 503 with Retry-After: 2", gap)
+		}
+	})
+}

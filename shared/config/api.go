@@ -48,15 +48,32 @@ type API struct {
 	// LongPollMaxWaiters (LONG_POLL_MAX_WAITERS, default 10000): long polls one
 	// API process holds at once; beyond it a long poll is refused with 503.
 	LongPollMaxWaiters int `env:"LONG_POLL_MAX_WAITERS"`
-	// BreakerFailures (BREAKER_FAILURES, default 5): consecutive Redis
-	// failures after which the admission breaker opens.
+	// BreakerFailures (BREAKER_FAILURES, default 1): consecutive Redis
+	// failures after which the admission breaker opens. The first is enough:
+	// the probe closes a breaker opened by a blip within BreakerProbeEvery.
 	BreakerFailures int `env:"BREAKER_FAILURES"`
-	// BreakerCooldownMs (BREAKER_COOLDOWN_MS, default 5000): how long the
-	// admission breaker stays open before it probes Redis again.
+	// BreakerCooldownMs (BREAKER_COOLDOWN_MS, default 5000): how long an open
+	// breaker waits before it lets one registration through as a trial (the
+	// PING probe normally closes it long before).
 	BreakerCooldownMs int64 `env:"BREAKER_COOLDOWN_MS"`
 	// BreakerProbeEvery (no variable, default 250 ms): how often an open
-	// admission breaker probes Redis with a PING.
+	// admission breaker probes Redis with a PING (each waits at most this).
 	BreakerProbeEvery time.Duration
+	// OutageRecordEvery (no variable, default 1 s): the api writes the
+	// outage and overload windows it saw to Redis at most this often.
+	OutageRecordEvery time.Duration
+	// MaxInflight (MAX_INFLIGHT, default 256, 0 = no limit): runner requests
+	// (heartbeat, register, task updates) handled at once; the others wait
+	// for a slot at most OverloadQueueMs, then get 503 + Retry-After.
+	MaxInflight int `env:"MAX_INFLIGHT"`
+	// OverloadQueueMs (OVERLOAD_QUEUE_MS, default 100): longest wait for a
+	// slot. While the queue stands (it did not empty within the last 100 ms)
+	// the wait is a tenth of it, CoDel-style, so a standing queue drains by
+	// shedding instead of growing past the leases. OverloadQueue caps it at
+	// a quarter of HEARTBEAT_INTERVAL_MS, so a heartbeat that waited and was
+	// refused still has room in its lease.
+	OverloadQueueMs int64 `env:"OVERLOAD_QUEUE_MS"`
+
 	// CountsCacheTTL (no variable, default 1 s): how long the fleet counts
 	// behind MAX_RUNNERS and the admission gauges are reused.
 	CountsCacheTTL time.Duration
@@ -76,13 +93,17 @@ func DefaultAPI() API {
 		BodyLimitBytes:     1 << 20,
 		LongPollMaxMs:      30000,
 		LongPollMaxWaiters: 10000,
-		BreakerFailures:    5,
+		BreakerFailures:    1,
 		BreakerCooldownMs:  5000,
 		BreakerProbeEvery:  250 * time.Millisecond,
+		OutageRecordEvery:  time.Second,
+		MaxInflight:        256,
+		OverloadQueueMs:    100,
 		CountsCacheTTL:     time.Second,
 		HTTP: HTTPServer{
 			ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second,
 			IdleTimeout: 75 * time.Second, ShutdownTimeout: 10 * time.Second,
+			ReadyTimeout: 200 * time.Millisecond,
 		},
 	}
 }
@@ -130,6 +151,15 @@ func (c API) Validate() error {
 	}
 	if c.BreakerProbeEvery <= 0 {
 		errs = append(errs, fmt.Errorf("BreakerProbeEvery: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.BreakerProbeEvery))
+	}
+	if c.OutageRecordEvery <= 0 {
+		errs = append(errs, fmt.Errorf("OutageRecordEvery: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.OutageRecordEvery))
+	}
+	if c.MaxInflight < 0 {
+		errs = append(errs, fmt.Errorf("MAX_INFLIGHT: %d is negative", c.MaxInflight))
+	}
+	if c.OverloadQueueMs < 0 {
+		errs = append(errs, fmt.Errorf("OVERLOAD_QUEUE_MS: %d is negative", c.OverloadQueueMs))
 	}
 	if c.CountsCacheTTL <= 0 {
 		errs = append(errs, fmt.Errorf("CountsCacheTTL: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.CountsCacheTTL))
@@ -201,6 +231,12 @@ func (c API) Warnings() []string {
 			"set ADMIN_API_KEYS")
 	}
 	return out
+}
+
+// OverloadQueue is the longest wait for a request slot: OverloadQueueMs, at
+// most a quarter of the heartbeat interval.
+func (c API) OverloadQueue() time.Duration {
+	return min(time.Duration(c.OverloadQueueMs)*time.Millisecond, c.HeartbeatInterval()/4)
 }
 
 // LongPollMax is LongPollMaxMs as a duration.

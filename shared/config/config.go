@@ -36,6 +36,10 @@ type Common struct {
 	LogTransports []string `env:"LOG_TRANSPORTS" envSeparator:","`
 	// MetricsPrefix (METRICS_PREFIX, default "yggdrasil_"): prefix of every metric name.
 	MetricsPrefix string `env:"METRICS_PREFIX"`
+	// MetricsToken (METRICS_TOKEN, default none = /metrics open): the
+	// bearer token /metrics requires (it lists every runner's id, name and
+	// version). At least 16 characters; compared in constant time.
+	MetricsToken string `env:"METRICS_TOKEN"`
 }
 
 func defaultCommon() Common {
@@ -69,7 +73,11 @@ func validateLogger(l logging.Config) []error {
 }
 
 func (c Common) validate() []error {
-	return append(validateLogger(c.Logger()), c.Redis.validate()...)
+	errs := append(validateLogger(c.Logger()), c.Redis.validate()...)
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("METRICS_TOKEN: must be at least 16 characters"))
+	}
+	return errs
 }
 
 // Environ returns the process environment as a map, for Load functions.

@@ -116,6 +116,9 @@ type HTTPServer struct {
 	IdleTimeout time.Duration
 	// ShutdownTimeout is how long a stopping server lets requests in flight finish.
 	ShutdownTimeout time.Duration
+	// ReadyTimeout bounds /ready's check of Redis (default 200 ms), so that a
+	// readiness probe of 1 s gets a 503 rather than a timeout.
+	ReadyTimeout time.Duration
 }
 
 func (h HTTPServer) validate() []error {
@@ -126,6 +129,7 @@ func (h HTTPServer) validate() []error {
 	}{
 		{"ReadTimeout", h.ReadTimeout}, {"WriteTimeout", h.WriteTimeout},
 		{"IdleTimeout", h.IdleTimeout}, {"ShutdownTimeout", h.ShutdownTimeout},
+		{"ReadyTimeout", h.ReadyTimeout},
 	} {
 		if f.d <= 0 {
 			errs = append(errs, fmt.Errorf("HTTP.%s: %s is not positive (no variable sets it: build the configuration from its Default function)", f.name, f.d))

@@ -98,6 +98,7 @@ func DefaultHooks() Hooks {
 		HTTP: HTTPServer{
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 			IdleTimeout: 60 * time.Second, ShutdownTimeout: 5 * time.Second,
+			ReadyTimeout: 200 * time.Millisecond,
 		},
 	}
 }

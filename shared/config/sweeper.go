@@ -76,6 +76,7 @@ func DefaultSweeper() Sweeper {
 		HTTP: HTTPServer{
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
 			IdleTimeout: 60 * time.Second, ShutdownTimeout: 5 * time.Second,
+			ReadyTimeout: 200 * time.Millisecond,
 		},
 	}
 }

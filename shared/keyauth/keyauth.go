@@ -10,7 +10,10 @@ package keyauth
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"net/http"
 	"strings"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 )
 
 // MaxCredentialLen bounds what is hashed; longer credentials never match.
@@ -66,4 +69,23 @@ func Bearer(header string) (string, bool) {
 		return "", false
 	}
 	return cred, true
+}
+
+// RequireBearer guards next with one token (METRICS_TOKEN): a request
+// without "Authorization: Bearer <token>" gets a 401 problem. An empty token
+// leaves next open.
+func RequireBearer(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	keys := NewKeySet([]string{token})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cred, ok := Bearer(r.Header.Get("Authorization"))
+		if !ok || !keys.Contains(cred) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="yggdrasil"`)
+			problem.Write(w, problem.New(http.StatusUnauthorized, problem.TypeUnauthorized, "a valid Authorization: Bearer token is required"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -53,6 +53,9 @@ const (
 	TypeNotReady             = Base + "not-ready"
 	TypeUnavailable          = Base + "unavailable"
 	TypeRunnerNotOffline     = Base + "runner-not-offline"
+	// TypeOverloaded: the replica shed the request (503 + Retry-After)
+	// rather than let it queue past the runner's lease.
+	TypeOverloaded = Base + "overloaded"
 
 	// The sweeper's operator endpoints.
 	TypeRedisUnavailable = Base + "redis-unavailable"

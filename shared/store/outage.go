@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,7 +69,7 @@ type OutageWindow struct {
 // more leases, which is harmless). It needs Redis to answer: record once
 // Redis is back, never from inside the outage.
 func (s *Store) RecordOutage(ctx context.Context, from, to time.Time, source string) (OutageWindow, error) {
-	if source == "" || len(source) > maxOutageSource {
+	if source == "" || len(source) > maxOutageSource || strings.Contains(source, ":") {
 		return OutageWindow{}, fmt.Errorf("store: record outage: source %q: %w", source, errBadOutage)
 	}
 	var toMs int64
@@ -171,7 +173,7 @@ func (s *Store) GrantOutageGrace(ctx context.Context, ttl, grace, keep time.Dura
 
 // OutageRecord is one window of the history with its grant.
 type OutageRecord struct {
-	ID      string
+	OutageWindow
 	Granted bool
 	// Grant is "<grantedAtMs>:<leases re-armed>:<times granted>" once granted.
 	Grant string
@@ -192,10 +194,27 @@ func (s *Store) Outages(ctx context.Context, limit int) ([]OutageRecord, error) 
 	}
 	out := make([]OutageRecord, len(ids))
 	for i, id := range ids {
-		out[i] = OutageRecord{ID: id}
+		out[i] = OutageRecord{OutageWindow: parseWindowID(id)}
 		if g, ok := grants[i].(string); ok {
 			out[i].Granted, out[i].Grant = true, g
 		}
 	}
 	return out, nil
+}
+
+// parseWindowID splits a window id "<source>:<fromMs>:<toMs>" (the source
+// never holds a colon: RecordOutage refuses one).
+func parseWindowID(id string) OutageWindow {
+	w := OutageWindow{ID: id}
+	parts := strings.Split(id, ":")
+	if len(parts) != 3 {
+		return w
+	}
+	from, err1 := strconv.ParseInt(parts[1], 10, 64)
+	to, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return w
+	}
+	w.Source, w.From, w.To = parts[0], time.UnixMilli(from).UTC(), time.UnixMilli(to).UTC()
+	return w
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -25,6 +26,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/httpapi"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/overload"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
@@ -33,12 +35,14 @@ import (
 
 // Server is the API: an HTTP app and its background loops.
 type Server struct {
-	app  *fiber.App
-	svc  *runners.Service
-	hub  *runners.Hub
-	cfg  config.API
-	log  *slog.Logger
-	auth *auth.Authenticator
+	app     *fiber.App
+	svc     *runners.Service
+	hub     *runners.Hub
+	cfg     config.API
+	log     *slog.Logger
+	auth    *auth.Authenticator
+	limiter *overload.Limiter
+	outages *runners.OutageRecorder
 }
 
 // Option changes how New builds the API.
@@ -70,7 +74,16 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 	}
 	st := store.New(conn, store.OptionsFrom(cfg.Fleet))
 	hub := runners.NewHub(st, store.DispatchChannel(), cfg.LongPollMaxWaiters, log)
-	breaker := runners.NewBreaker(cfg.BreakerFailures, time.Duration(cfg.BreakerCooldownMs)*time.Millisecond, time.Now)
+	outages := runners.NewOutageRecorder(func(ctx context.Context, from, to time.Time, source string) error {
+		_, err := st.RecordOutage(ctx, from, to, source)
+		return err
+	}, cfg.OutageRecordEvery, log)
+	breaker := runners.NewBreaker(cfg.BreakerFailures, time.Duration(cfg.BreakerCooldownMs)*time.Millisecond, time.Now,
+		func(from, to time.Time) {
+			log.Warn("admission breaker closed: redis answers again", "outage", to.Sub(from).Round(time.Millisecond))
+			outages.Add(runners.OutageSourceAPI, from, to)
+		})
+	limiter := overload.New(cfg.MaxInflight, cfg.OverloadQueue(), time.Now)
 	svc, err := runners.New(st, runners.Config{
 		LeaseTTL: cfg.LeaseTTL(), HeartbeatInterval: cfg.HeartbeatInterval(), MaxRunners: cfg.MaxRunners,
 		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: cfg.LongPollMax(), CountsCacheTTL: cfg.CountsCacheTTL,
@@ -88,8 +101,14 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		BodyLimit: cfg.BodyLimitBytes, ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.ServerWriteTimeout(),
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		TracerProvider: o.tp, Propagator: o.prop,
+		Limiter: limiter, RetryAfterMax: cfg.HeartbeatInterval() / 2,
+		MetricsToken: cfg.MetricsToken, ReadyTimeout: cfg.HTTP.ReadyTimeout,
 	})
-	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a}, nil
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: cfg.MetricsPrefix + "api_overload_shed_total",
+		Help: "Runner requests refused with 503 because no request slot freed within OVERLOAD_QUEUE_MS.",
+	}, func() float64 { return float64(limiter.Stats().Shed) }))
+	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a, limiter: limiter, outages: outages}, nil
 }
 
 // App returns the fiber app (tests may serve it themselves).
@@ -108,9 +127,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(4)
 	go func() { defer wg.Done(); _ = s.hub.Run(bg) }()
 	go func() { defer wg.Done(); _ = s.svc.RunProbe(bg, s.cfg.BreakerProbeEvery) }()
+	go func() { defer wg.Done(); _ = s.outages.Run(bg) }()
+	go func() { defer wg.Done(); s.watchOverload(bg) }()
 
 	served := make(chan error, 1)
 	go func() { served <- s.app.Listener(ln) }()
@@ -137,6 +158,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Wait()
 	s.log.Info("api stopped")
 	return err
+}
+
+// watchOverload hands the windows in which the limiter shed requests to
+// the outage recorder, once per OutageRecordEvery, and logs each overload
+// once when it starts and once when it ends.
+func (s *Server) watchOverload(ctx context.Context) {
+	t := time.NewTicker(s.cfg.OutageRecordEvery)
+	defer t.Stop()
+	var start time.Time
+	var shedAtStart int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		from, to, ok := s.limiter.Flush()
+		shed := s.limiter.Stats().Shed
+		switch {
+		case ok && start.IsZero():
+			start, shedAtStart = from, shed
+			s.log.Warn("overloaded: shedding runner requests with 503 + Retry-After", "max_inflight", s.cfg.MaxInflight,
+				"queue_budget", s.cfg.OverloadQueue())
+		case !ok && !start.IsZero():
+			s.log.Warn("overload over", "duration", time.Since(start).Round(time.Millisecond), "shed", shed-shedAtStart)
+			start = time.Time{}
+		}
+		if ok {
+			s.outages.Add(runners.OutageSourceOverload, from, to)
+		}
+	}
 }
 
 // Run serves the API on cfg.Port until ctx ends. It traces with the

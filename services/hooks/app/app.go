@@ -117,7 +117,7 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 		if !rl.Ready() {
 			return errors.New("relay not reading the outbox")
 		}
-		pctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		pctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ReadyTimeout)
 		defer cancel()
 		if err := conn.Ping(pctx); err != nil {
 			return errors.New("redis does not answer")
@@ -131,7 +131,7 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 	}
 	httpSrv := &http.Server{
 		Handler: admin.Handler(admin.Config{
-			AdminKeys: cfg.AdminAPIKeys, Production: cfg.Production(), Ready: ready,
+			AdminKeys: cfg.AdminAPIKeys, Production: cfg.Production(), Ready: ready, MetricsToken: cfg.MetricsToken,
 			Registry: m.Registry, Inspector: inspector, Log: log,
 		}),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, ReadTimeout: cfg.HTTP.ReadTimeout,

@@ -22,8 +22,10 @@ import (
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/overload"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
+	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -37,6 +39,12 @@ type Handlers struct {
 	log     *slog.Logger
 	tracer  trace.Tracer // nil: tracing off
 	prop    propagation.TextMapPropagator
+
+	limiter       *overload.Limiter // nil: no admission control
+	retryAfterMax time.Duration
+	metricsKeys   keyauth.KeySet // empty: /metrics open
+	bodyLimit     int
+	readyTimeout  time.Duration
 }
 
 // Options configures the fiber app.
@@ -50,11 +58,24 @@ type Options struct {
 	// caller's trace from the request headers.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// Limiter, when set, admits the runner routes (heartbeat, register,
+	// task updates); a request it refuses gets 503 with a Retry-After of 1
+	// s to RetryAfterMax.
+	Limiter       *overload.Limiter
+	RetryAfterMax time.Duration
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
+	// ReadyTimeout bounds /ready's PING.
+	ReadyTimeout time.Duration
 }
 
 // NewApp builds the fiber app with every route.
 func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger, o Options) *fiber.App {
-	h := &Handlers{svc: svc, auth: a, metrics: m, log: log, prop: o.Propagator}
+	h := &Handlers{svc: svc, auth: a, metrics: m, log: log, prop: o.Propagator,
+		limiter: o.Limiter, retryAfterMax: o.RetryAfterMax, bodyLimit: o.BodyLimit, readyTimeout: o.ReadyTimeout}
+	if o.MetricsToken != "" {
+		h.metricsKeys = keyauth.NewKeySet([]string{o.MetricsToken})
+	}
 	if o.TracerProvider != nil {
 		h.tracer = o.TracerProvider.Tracer(ScopeAPI)
 		if h.prop == nil {
@@ -69,33 +90,39 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 		Immutable:    true,
 		UnescapePath: true,
 		BodyLimit:    o.BodyLimit,
-		ReadTimeout:  o.ReadTimeout,
-		WriteTimeout: o.WriteTimeout,
-		IdleTimeout:  o.IdleTimeout,
-		ErrorHandler: ErrorHandler(log),
+		// Bodies over the limit are streamed to limitBody, which answers
+		// 413 after discarding them: fasthttp would close the connection
+		// with the body unread, and the client would see a reset instead.
+		StreamRequestBody: true,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		ErrorHandler:      ErrorHandler(log),
 	})
+	unknownMethodsAre405(app)
 	app.Use(h.observe)
 	app.Use(recover.New())
+	app.Use(h.limitBody)
 
 	app.Get("/health", h.health)
 	app.Get("/ready", h.ready)
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})))
+	app.Get("/metrics", h.metricsAuth, adaptor.HTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})))
 	app.Get("/admission", h.admission)
 	app.Post("/version-check/:version", h.versionCheck)
 
 	app.Get("/runners", h.listRunners)
 	app.Get("/api/runners", h.listRunners)
-	app.Post("/runners/register", h.register)
-	app.Post("/runners/heartbeat", h.heartbeat)
+	app.Post("/runners/register", h.shed, h.register)
+	app.Post("/runners/heartbeat", h.shed, h.heartbeat)
 	app.Post("/runners/update", h.update)
 	app.Post("/runners/offline", h.offline)
-	app.Post("/runners/task/:tid/patch", h.patchTaskByID)
+	app.Post("/runners/task/:tid/patch", h.shed, h.patchTaskByID)
 	app.Get("/runners/:id", h.getRunner)
 	app.Delete("/runners/:id", h.deleteRunner)
 	app.Get("/runners/:id/tasks", h.listTasks)
 	app.Post("/runners/:id/tasks", h.dispatch)
 	app.Get("/runners/:id/tasks/:tid", h.getTask)
-	app.Patch("/runners/:id/tasks/:tid", h.patchTask)
+	app.Patch("/runners/:id/tasks/:tid", h.shed, h.patchTask)
 	app.Get("/tasks", h.listAllTasks)
 	app.Post("/runners/:id/request-update", h.requestUpdate)
 	return app
@@ -133,7 +160,7 @@ func (h *Handlers) health(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) ready(c *fiber.Ctx) error {
-	if err := h.svc.Ready(c.UserContext(), time.Second); err != nil {
+	if err := h.svc.Ready(c.UserContext(), h.readyTimeout); err != nil {
 		return errors.Join(errNotReady, err)
 	}
 	return c.JSON(fiber.Map{"status": "ready"})
@@ -447,6 +474,8 @@ func (h *Handlers) observe(c *fiber.Ctx) error {
 	}
 	level := slog.LevelInfo
 	switch {
+	case c.Locals(localShed) != nil:
+		level = slog.LevelDebug
 	case status >= 500:
 		level = slog.LevelError
 	case route == "/health" || route == "/ready" || route == "/metrics":

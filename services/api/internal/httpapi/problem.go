@@ -63,6 +63,7 @@ var domain = []struct {
 	{store.ErrFleetFull, kind{503, problem.TypeFleetFull, "Fleet full", "MAX_RUNNERS live runners are registered already"}},
 	{runners.ErrAdmissionClosed, kind{503, problem.TypeAdmissionClosed, "Admission closed", "registrations are suspended while the state store is failing"}},
 	{runners.ErrTooManyWaiters, kind{503, problem.TypeLongPollCapacity, "Too many long polls", "this replica holds its maximum of long polls; retry"}},
+	{errOverloaded, kind{503, problem.TypeOverloaded, "Overloaded", "this replica cannot serve the request in time; retry after Retry-After"}},
 	{errNotReady, kind{503, problem.TypeNotReady, "Not ready", "the state store does not answer"}},
 	{runners.ErrUnavailable, kind{503, problem.TypeUnavailable, "Service unavailable", "the state store is unavailable; retry later"}},
 }
@@ -96,7 +97,7 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 			if p.Status == fiber.StatusServiceUnavailable && retry == 0 {
 				retry = time.Second
 			}
-			if errors.Is(err, runners.ErrUnavailable) || errors.Is(err, errNotReady) {
+			if errors.Is(err, runners.ErrUnavailable) || (errors.Is(err, errNotReady) && !errors.Is(err, runners.ErrBreakerOpen)) {
 				log.Error("state store failure", "method", c.Method(), "route", c.Route().Path, "err", err,
 					"trace_id", telemetry.TraceID(c.UserContext()))
 			}

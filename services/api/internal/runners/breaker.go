@@ -16,25 +16,34 @@ const (
 
 // Breaker is the admission circuit breaker. It counts consecutive
 // infrastructure failures (Redis not answering; never domain errors such as
-// a stale epoch) over every store call; after threshold of them it opens and
-// registrations are refused. After cooldown one trial (a registration or the
-// background probe) is let through: success closes it, failure re-opens it.
-// Heartbeats are never refused by the breaker.
+// a stale epoch) over every store call; after threshold of them (by default
+// the first) it opens and registrations are refused. While it is open the
+// probe loop PINGs Redis every probe interval (StartProbe, then Record): the
+// first answer closes it, so registrations are admitted again within one
+// probe interval of Redis answering. Without a probe loop, the first
+// registration after cooldown is the trial. Heartbeats are never refused by
+// the breaker.
+//
+// The outage a breaker saw, from the first failed call of the run that
+// opened it to the call that closed it, is handed to onOutage (which must
+// not block: the caller records it in Redis later).
 type Breaker struct {
 	threshold int
 	cooldown  time.Duration
 	now       func() time.Time
+	onOutage  func(from, to time.Time)
 
-	mu       sync.Mutex
-	state    string
-	failures int
-	since    time.Time
-	trial    bool
+	mu        sync.Mutex
+	state     string
+	failures  int
+	firstFail time.Time // first failure of the current run
+	since     time.Time // closed: when it closed; otherwise the outage's first failure
 }
 
-// NewBreaker returns a closed breaker. threshold 0 disables it.
-func NewBreaker(threshold int, cooldown time.Duration, now func() time.Time) *Breaker {
-	return &Breaker{threshold: threshold, cooldown: cooldown, now: now, state: StateClosed, since: now()}
+// NewBreaker returns a closed breaker. threshold 0 disables it. onOutage
+// may be nil.
+func NewBreaker(threshold int, cooldown time.Duration, now func() time.Time, onOutage func(from, to time.Time)) *Breaker {
+	return &Breaker{threshold: threshold, cooldown: cooldown, now: now, onOutage: onOutage, state: StateClosed, since: now()}
 }
 
 // BreakerState is a snapshot of the breaker.
@@ -52,14 +61,16 @@ func (b *Breaker) Snapshot() BreakerState {
 	return BreakerState{State: b.state, Since: b.since, Failures: b.failures, RetryAfter: b.retryAfterLocked()}
 }
 
+// Open reports whether the breaker is not closed (Redis failing).
+func (b *Breaker) Open() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state != StateClosed
+}
+
 func (b *Breaker) retryAfterLocked() time.Duration {
 	switch b.state {
-	case StateOpen:
-		if d := b.cooldown - b.now().Sub(b.since); d > 0 {
-			return d
-		}
-		return 0
-	case StateHalfOpen:
+	case StateOpen, StateHalfOpen:
 		return time.Second
 	}
 	return 0
@@ -67,7 +78,8 @@ func (b *Breaker) retryAfterLocked() time.Duration {
 
 // Allow asks whether a registration may go ahead. When the breaker is open
 // and the cool-down has passed, this call becomes the half-open trial.
-// Otherwise ok is false and retryAfter says when to come back.
+// Otherwise ok is false and retryAfter says when to come back: one second,
+// since the probe closes the breaker as soon as Redis answers.
 func (b *Breaker) Allow() (retryAfter time.Duration, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -76,26 +88,21 @@ func (b *Breaker) Allow() (retryAfter time.Duration, ok bool) {
 		return 0, true
 	case StateOpen:
 		if b.now().Sub(b.since) >= b.cooldown {
-			b.setLocked(StateHalfOpen)
-			b.trial = true
+			b.state = StateHalfOpen
 			return 0, true
 		}
 	}
-	ra := b.retryAfterLocked()
-	if ra < time.Second {
-		ra = time.Second
-	}
-	return ra, false
+	return time.Second, false
 }
 
-// StartProbe moves an open breaker whose cool-down has passed to half-open
-// and reports true when the caller should run the probe (and Record it).
+// StartProbe moves an open breaker to half-open and reports true when the
+// caller should run the probe (and Record its outcome). Only one probe or
+// trial runs at a time.
 func (b *Breaker) StartProbe() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.state == StateOpen && b.now().Sub(b.since) >= b.cooldown {
-		b.setLocked(StateHalfOpen)
-		b.trial = true
+	if b.state == StateOpen {
+		b.state = StateHalfOpen
 		return true
 	}
 	return false
@@ -114,27 +121,30 @@ func (b *Breaker) Record(ok bool) {
 			b.failures = 0
 			return
 		}
+		if b.failures == 0 {
+			b.firstFail = b.now()
+		}
 		b.failures++
 		if b.failures >= b.threshold {
-			b.setLocked(StateOpen)
+			b.state, b.since = StateOpen, b.firstFail
 		}
 	case StateHalfOpen:
-		b.trial = false
 		if ok {
-			b.failures = 0
-			b.setLocked(StateClosed)
+			b.closeLocked()
 		} else {
-			b.setLocked(StateOpen)
+			b.state = StateOpen
 		}
 	case StateOpen:
-		// Outcomes while open neither extend nor shorten the cool-down: only
-		// the half-open trial decides.
+		// Outcomes while open neither extend nor shorten the outage: only the
+		// probe (or the trial registration) decides.
 	}
 }
 
-func (b *Breaker) setLocked(state string) {
-	if b.state != state {
-		b.state = state
-		b.since = b.now()
+func (b *Breaker) closeLocked() {
+	from, to := b.firstFail, b.now()
+	b.failures = 0
+	b.state, b.since = StateClosed, to
+	if b.onOutage != nil {
+		b.onOutage(from, to)
 	}
 }

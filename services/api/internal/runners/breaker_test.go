@@ -12,7 +12,8 @@ func (c *fakeClock) add(d time.Duration) { c.t = c.t.Add(d) }
 
 func TestBreaker(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
-	b := NewBreaker(3, 5*time.Second, clk.now)
+	var outages [][2]time.Time
+	b := NewBreaker(3, 5*time.Second, clk.now, func(from, to time.Time) { outages = append(outages, [2]time.Time{from, to}) })
 	want := func(state string) {
 		t.Helper()
 		if got := b.Snapshot().State; got != state {
@@ -22,42 +23,67 @@ func TestBreaker(t *testing.T) {
 	b.Record(false)
 	b.Record(false)
 	b.Record(true) // a success resets the run of failures
+	first := clk.t.Add(time.Second)
+	clk.t = first
 	b.Record(false)
+	clk.add(100 * time.Millisecond)
 	b.Record(false)
 	want(StateClosed)
 	b.Record(false)
 	want(StateOpen)
-	if ra, ok := b.Allow(); ok || ra != 5*time.Second {
+	if s := b.Snapshot(); !s.Since.Equal(first) {
+		t.Fatalf("open since %s, want the run's first failure %s", s.Since, first)
+	}
+	if ra, ok := b.Allow(); ok || ra != time.Second {
 		t.Fatalf("Allow while open = %v %v", ra, ok)
 	}
-	b.Record(true) // outcomes while open do not close it
+	b.Record(true) // outcomes while open do not close it: the probe decides
 	want(StateOpen)
+	// The probe runs at once, not after the cool-down.
+	if !b.StartProbe() {
+		t.Fatal("no probe while open")
+	}
+	want(StateHalfOpen)
+	if b.StartProbe() {
+		t.Fatal("one probe at a time")
+	}
+	if _, ok := b.Allow(); ok {
+		t.Fatal("a registration got through during the probe")
+	}
+	b.Record(false)
+	want(StateOpen)
+	if s := b.Snapshot(); !s.Since.Equal(first) {
+		t.Fatalf("a failed probe moved since to %s", s.Since)
+	}
+	clk.add(250 * time.Millisecond)
+	if !b.StartProbe() {
+		t.Fatal("probe due")
+	}
+	b.Record(true)
+	want(StateClosed)
+	if len(outages) != 1 || !outages[0][0].Equal(first) || !outages[0][1].Equal(clk.t) {
+		t.Fatalf("outages = %v, want one from %s to %s", outages, first, clk.t)
+	}
+	if _, ok := b.Allow(); !ok {
+		t.Fatal("closed breaker refuses")
+	}
+	// Without a probe, the first registration after the cool-down is the trial.
+	for range 3 {
+		b.Record(false)
+	}
 	clk.add(5 * time.Second)
 	if _, ok := b.Allow(); !ok {
 		t.Fatal("the first registration after the cool-down is the trial")
 	}
-	want(StateHalfOpen)
 	if _, ok := b.Allow(); ok {
 		t.Fatal("only one trial at a time")
 	}
-	b.Record(false)
-	want(StateOpen)
-	clk.add(5 * time.Second)
-	if !b.StartProbe() {
-		t.Fatal("probe due")
-	}
-	if b.StartProbe() {
-		t.Fatal("one probe at a time")
-	}
 	b.Record(true)
 	want(StateClosed)
-	if _, ok := b.Allow(); !ok {
-		t.Fatal("closed breaker refuses")
-	}
 }
 
 func TestBreakerDisabled(t *testing.T) {
-	b := NewBreaker(0, time.Second, time.Now)
+	b := NewBreaker(0, time.Second, time.Now, nil)
 	for i := 0; i < 100; i++ {
 		b.Record(false)
 	}

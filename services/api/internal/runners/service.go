@@ -510,30 +510,40 @@ func (s *Service) VersionCheck(version string) (wire.VersionCheckResponse, error
 	return out, nil
 }
 
-// Ready checks that Redis answers within timeout.
+// ErrBreakerOpen is Ready's answer while the breaker is open: the probe,
+// not the readiness check, finds out when Redis answers again.
+var ErrBreakerOpen = errors.New("runners: the admission breaker is open")
+
+// Ready checks that Redis answers within timeout. While the breaker is open
+// it answers at once: the probe PINGs Redis every probe interval already.
 func (s *Service) Ready(ctx context.Context, timeout time.Duration) error {
+	if s.breaker.Open() {
+		return ErrBreakerOpen
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return s.observe(s.store.Ping(ctx))
 }
 
-// Probe runs the breaker's half-open probe when one is due.
-func (s *Service) Probe(ctx context.Context) {
+// Probe PINGs Redis when the breaker is open, waiting at most timeout, and
+// closes the breaker when Redis answers.
+func (s *Service) Probe(ctx context.Context, timeout time.Duration) {
 	if !s.breaker.StartProbe() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := s.store.Ping(ctx)
 	s.breaker.Record(err == nil)
-	if err == nil {
-		s.log.Info("admission breaker closed: redis answers again")
-	} else {
-		s.log.Warn("admission breaker probe failed", "err", err)
+	if err != nil {
+		// Every 250 ms while Redis is down: debug, not a warning flood.
+		s.log.Debug("admission breaker probe failed", "err", err)
 	}
 }
 
-// RunProbe probes while the breaker is open, until ctx ends.
+// RunProbe probes every interval while the breaker is open, until ctx
+// ends. Each PING waits at most one interval, so a Redis that hangs instead
+// of refusing never holds up the next probe.
 func (s *Service) RunProbe(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -542,7 +552,7 @@ func (s *Service) RunProbe(ctx context.Context, every time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			s.Probe(ctx)
+			s.Probe(ctx, every)
 		}
 	}
 }

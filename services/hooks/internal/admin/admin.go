@@ -38,9 +38,11 @@ type Config struct {
 	AdminKeys  []string
 	Production bool
 	Ready      func() error
-	Registry   *prometheus.Registry
-	Inspector  *asynq.Inspector
-	Log        *slog.Logger
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
+	Registry     *prometheus.Registry
+	Inspector    *asynq.Inspector
+	Log          *slog.Logger
 }
 
 type server struct {
@@ -56,11 +58,11 @@ func Handler(cfg Config) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /ready", s.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
+	mux.Handle("GET /metrics", keyauth.RequireBearer(cfg.MetricsToken, promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 	mux.HandleFunc("GET /deliveries/archived", s.admin(s.listArchived))
 	mux.HandleFunc("POST /deliveries/archived/retry", s.admin(s.retryAll))
 	mux.HandleFunc("POST /deliveries/archived/{id}/retry", s.admin(s.retryOne))
-	return mux
+	return problem.Mux(mux)
 }
 
 func (s *server) ready(w http.ResponseWriter, _ *http.Request) {

@@ -141,7 +141,8 @@ func (h *Handler) send(ctx context.Context, p Payload, at time.Time) (int, http.
 	body := []byte(p.Body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, fmt.Errorf("build request: %w", err)
+		// The parse error quotes the URL: name the host only.
+		return 0, nil, fmt.Errorf("build request for %s: invalid webhook URL", redactURL(p.URL))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
@@ -159,22 +160,31 @@ func (h *Handler) send(ctx context.Context, p Payload, at time.Time) (int, http.
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, stripURL(err, p.URL)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 	_ = resp.Body.Close()
 	return resp.StatusCode, resp.Header, nil
 }
 
-// redactURL drops credentials and the query (which may carry tokens) from
-// a URL before it is logged.
+// redactURL is what of a webhook URL may be logged, put in a span or an
+// error: its scheme and host. Credentials, the query and the path may all
+// carry a secret (Slack-style URLs hold theirs in the path).
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || u.Host == "" {
 		return "(invalid url)"
 	}
-	u.User = nil
-	u.RawQuery = ""
-	u.Fragment = ""
-	return u.String()
+	return u.Scheme + "://" + u.Host
+}
+
+// stripURL replaces the full URL that net/http puts in its errors
+// (*url.Error: `Post "https://host/secret": ...`) with the redacted one,
+// keeping the cause (timeouts stay recognisable with errors.Is/As).
+func stripURL(err error, raw string) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return &url.Error{Op: ue.Op, URL: redactURL(raw), Err: ue.Err}
+	}
+	return err
 }

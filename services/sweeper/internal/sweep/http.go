@@ -14,22 +14,23 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
-// Handler serves /health, /ready, /metrics, GET /quarantine and POST
-// /quarantine/release.
+// Handler serves /health, /ready, /metrics (behind METRICS_TOKEN when set),
+// GET /quarantine and POST /quarantine/release; everything else is a
+// problem+json 404 or 405 (problem.Mux).
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /ready", s.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", keyauth.RequireBearer(s.cfg.MetricsToken, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	mux.HandleFunc("GET /quarantine", s.quarantineState)
 	mux.HandleFunc("POST /quarantine/release", s.release)
-	return mux
+	return problem.Mux(mux)
 }
 
 func (s *Service) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.HTTP.ReadyTimeout)
 	defer cancel()
 	if err := s.st.Ping(ctx); err != nil {
 		problem.Write(w, problem.New(http.StatusServiceUnavailable, problem.TypeRedisUnavailable, "Redis does not answer"))

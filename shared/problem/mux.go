@@ -1,0 +1,69 @@
+package problem
+
+import (
+	"net/http"
+	"strings"
+)
+
+// Mux wraps a net/http ServeMux so that what the mux itself answers is
+// problem+json too: a path no pattern matches is a 404 problem, a method no
+// pattern of the path takes is a 405 problem with the mux's Allow header,
+// and a path that is not canonical (with "..", "." or "//" segments) is a
+// 404 problem instead of the mux's 301/307 redirect to the cleaned path (a
+// redirect that would let a crafted path reach a route it does not name).
+func Mux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !canonical(r.URL.Path) {
+			Write(w, New(http.StatusNotFound, TypeNotFound, "no such route"))
+			return
+		}
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // not h: ServeHTTP sets the path values ({id})
+			return
+		}
+		// The mux's own answer: learn its status and Allow without sending
+		// its text body.
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			Write(w, New(http.StatusMethodNotAllowed, TypeMethodNotAllowed, "this route does not accept this method"))
+			return
+		}
+		Write(w, New(http.StatusNotFound, TypeNotFound, "no such route"))
+	})
+}
+
+// canonical reports whether p has no empty, "." or ".." segment (a trailing
+// slash is allowed).
+func canonical(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		if s == "." || s == ".." || (s == "" && i != len(segs)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return len(b), nil
+}
