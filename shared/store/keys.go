@@ -103,3 +103,8 @@ func RecentExpiriesKey() string { return prefix + "expiries:recent" }
 // DispatchChannel is the pub/sub channel on which a dispatch announces the
 // runner id, waking long polls on every API replica.
 func DispatchChannel() string { return prefix + "dispatch" }
+
+// TaskEventsChannel is the pub/sub channel on which a task status change
+// (task_update.lua) announces the runner id, so that the web console on
+// every API replica refreshes what it shows. Messages are hints.
+func TaskEventsChannel() string { return prefix + "events" }
