@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -53,6 +54,11 @@ type API struct {
 	// HTTP (no variable): the server's timeouts; default read 15 s, write
 	// 15 s beyond LONG_POLL_MAX_MS, idle 75 s, shutdown 10 s.
 	HTTP HTTPServer
+	// HooksURL (HOOKS_URL, default none): base URL of the hooks service
+	// (e.g. http://hooks:3002), which the web console calls server-side for
+	// the archived webhooks and their replay, with the operator's key. None:
+	// the console's webhooks page says it is not configured.
+	HooksURL string `env:"HOOKS_URL"`
 }
 
 // DefaultAPI returns the API defaults.
@@ -127,6 +133,11 @@ func (c API) Validate() error {
 		if len(k) < 16 {
 			errs = append(errs, errors.New("API_KEYS/ADMIN_API_KEYS: every key must be at least 16 characters"))
 			break
+		}
+	}
+	if c.HooksURL != "" {
+		if u, err := url.Parse(c.HooksURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("HOOKS_URL: %q is not an http(s) URL", c.HooksURL))
 		}
 	}
 	if c.Production() && len(c.APIKeys) == 0 && len(c.AdminAPIKeys) == 0 {
