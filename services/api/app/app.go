@@ -26,6 +26,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/httpapi"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/ui"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
@@ -39,6 +40,7 @@ type Server struct {
 	cfg  config.API
 	log  *slog.Logger
 	auth *auth.Authenticator
+	ui   *ui.Console
 }
 
 // Option changes how New builds the API.
@@ -88,7 +90,18 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		TracerProvider: o.tp, Propagator: o.prop,
 	})
-	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a}, nil
+	console, err := ui.New(svc, a, st, log, ui.Options{HooksURL: cfg.HooksURL, StreamFor: consoleStreamFor(cfg)})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	console.Mount(app)
+	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a, ui: console}, nil
+}
+
+// consoleStreamFor is how long one console event stream lasts: below the
+// server's write timeout, which would cut it mid-event.
+func consoleStreamFor(cfg config.API) time.Duration {
+	return max(cfg.ServerWriteTimeout()-cfg.HTTP.WriteTimeout/2, time.Second)
 }
 
 // App returns the fiber app (tests may serve it themselves).
@@ -104,8 +117,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = s.hub.Run(bg) }()
+	go func() { defer wg.Done(); _ = s.ui.Feed().Run(bg) }()
 	go func() { defer wg.Done(); _ = s.svc.RunProbe(bg, s.cfg.BreakerProbeEvery) }()
 
 	served := make(chan error, 1)
@@ -121,6 +135,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	case <-ctx.Done():
 		s.svc.Close()
+		s.ui.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 		if serr := s.app.ShutdownWithContext(sctx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 			err = fmt.Errorf("api: shutdown: %w", serr)
@@ -129,6 +144,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		<-served
 	}
 	s.svc.Close()
+	s.ui.Close()
 	stopBg()
 	wg.Wait()
 	s.log.Info("api stopped")
