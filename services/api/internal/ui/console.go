@@ -106,9 +106,9 @@ func (c *Console) Close() { c.once.Do(func() { close(c.closing) }) }
 
 // taskRows is what the shared task table template gets.
 type taskRows struct {
-	Now        time.Time
-	CSRF       string
-	Tasks      []wire.RunnerTask
+	Now          time.Time
+	CSRF         string
+	Tasks        []wire.RunnerTask
 	OnRunnerPage bool // the table is on the runner's own page: no runner column
 }
 
@@ -117,9 +117,9 @@ var funcs = template.FuncMap{
 		return taskRows{Now: v.Now, CSRF: v.CSRF, Tasks: tasks, OnRunnerPage: onRunnerPage}
 	},
 	"taskRunners": func() int { return taskRunners },
-	"ms":    func(t time.Time) int64 { return t.UnixMilli() },
-	"since": func(now, t time.Time) string { return ago(now.Sub(t)) },
-	"pct":   func(f float64) string { return strconv.FormatFloat(f, 'f', 0, 64) + " %" },
+	"ms":          func(t time.Time) int64 { return t.UnixMilli() },
+	"since":       func(now, t time.Time) string { return ago(now.Sub(t)) },
+	"pct":         func(f float64) string { return strconv.FormatFloat(f, 'f', 0, 64) + " %" },
 	"json": func(b json.RawMessage) string {
 		if len(b) == 0 {
 			return ""
