@@ -202,12 +202,14 @@ func (c *Console) Mount(app *fiber.App) {
 }
 
 // headers are the console's security headers: nothing runs but its own
-// script, no page may frame it, no referrer leaves it.
+// script, no page may frame it, no referrer leaves the console.
 func (c *Console) headers(ctx *fiber.Ctx) error {
 	ctx.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	ctx.Set("X-Content-Type-Options", "nosniff")
-	ctx.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer a browser posts forms
+	// with "Origin: null", which sameOrigin refuses.
+	ctx.Set("Referrer-Policy", "same-origin")
 	ctx.Set("X-Frame-Options", "DENY")
 	return ctx.Next()
 }
