@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -80,6 +81,11 @@ type API struct {
 	// HTTP (no variable): the server's timeouts; default read 15 s, write
 	// 15 s beyond LONG_POLL_MAX_MS, idle 75 s, shutdown 10 s.
 	HTTP HTTPServer
+	// HooksURL (HOOKS_URL, default none): base URL of the hooks service
+	// (e.g. http://hooks:3002), which the web console calls server-side for
+	// the archived webhooks and their replay, with the operator's key. None:
+	// the console's webhooks page says it is not configured.
+	HooksURL string `env:"HOOKS_URL"`
 }
 
 // DefaultAPI returns the API defaults.
@@ -170,6 +176,11 @@ func (c API) Validate() error {
 	}{{"API_KEYS", c.APIKeys}, {"ADMIN_API_KEYS", c.AdminAPIKeys}} {
 		if _, err := checkKeyLength(v.name, v.keys, c.Production()); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if c.HooksURL != "" {
+		if u, err := url.Parse(c.HooksURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("HOOKS_URL: %q is not an http(s) URL", c.HooksURL))
 		}
 	}
 	if c.Production() && len(configuredKeys(c.AdminAPIKeys)) == 0 {

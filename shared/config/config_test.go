@@ -14,11 +14,12 @@ func TestLoadAPIReportsEveryProblemByVariable(t *testing.T) {
 		"LEASE_TTL_MS":          "soon",
 		"LOG_LEVEL":             "loud",
 		"HEARTBEAT_INTERVAL_MS": "90000",
+		"HOOKS_URL":             "hooks:3002",
 	})
 	if err == nil {
 		t.Fatal("bad configuration accepted")
 	}
-	for _, want := range []string{"PORT", "LEASE_TTL_MS", "LOG_LEVEL", "HEARTBEAT_INTERVAL_MS"} {
+	for _, want := range []string{"PORT", "LEASE_TTL_MS", "LOG_LEVEL", "HEARTBEAT_INTERVAL_MS", "HOOKS_URL"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

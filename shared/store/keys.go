@@ -135,3 +135,8 @@ func OutageGrantsKey() string { return prefix + "outages:granted" }
 // (INFO server run_id), at (ms, Redis TIME of the latest check). A run_id
 // other than the live one means Redis restarted (or failed over) since at.
 func RedisSeenKey() string { return prefix + "redis:seen" }
+
+// TaskEventsChannel is the pub/sub channel on which a task status change
+// (task_update.lua) announces the runner id, so that the web console on
+// every API replica refreshes what it shows. Messages are hints.
+func TaskEventsChannel() string { return prefix + "events" }

@@ -292,3 +292,41 @@ func compareStreamIDs(a, b string) int {
 	}
 	return 0
 }
+
+// TailOutbox reads the outbox outside any consumer group (plain XREAD), for
+// a watcher that wants to see lifecycle events as they are written without
+// taking them from the hooks relay: up to count entries after the entry id
+// after (start from OutboxLastID), waiting up to block for the first one.
+// It returns the entries and the id to pass next time (after itself when
+// nothing came). Entries the relay trimmed meanwhile are skipped, which a
+// watcher using them as hints can afford.
+func (c *Conn) TailOutbox(ctx context.Context, after string, count int, block time.Duration) ([]OutboxEntry, string, error) {
+	res, err := c.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{OutboxKey(), after}, Count: int64(count), Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, after, nil
+	}
+	if err != nil {
+		return nil, after, fmt.Errorf("store: outbox tail: %w", err)
+	}
+	var out []OutboxEntry
+	for _, s := range res {
+		out = append(out, entries(s.Messages)...)
+	}
+	if len(out) > 0 {
+		after = out[len(out)-1].ID
+	}
+	return out, after, nil
+}
+
+// OutboxLastID is the id of the outbox's newest entry ("0-0" for an empty or
+// missing stream): where a TailOutbox that wants only new entries starts.
+func (c *Conn) OutboxLastID(ctx context.Context) (string, error) {
+	msgs, err := c.rdb.XRevRangeN(ctx, OutboxKey(), "+", "-", 1).Result()
+	if err != nil {
+		return "", fmt.Errorf("store: outbox last id: %w", err)
+	}
+	if len(msgs) == 0 {
+		return "0-0", nil
+	}
+	return msgs[0].ID, nil
+}

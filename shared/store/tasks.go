@@ -314,7 +314,7 @@ func (s *Store) UpdateTask(ctx context.Context, p TaskUpdateParams) (wire.Runner
 	}
 	res, err := taskUpdateScript.Run(ctx, s.rdb, keys,
 		p.TaskID, p.RunnerID, string(p.Status), string(p.Result), p.Error, p.Epoch, p.Actor,
-		s.opts.TaskRetention.Milliseconds(),
+		s.opts.TaskRetention.Milliseconds(), TaskEventsChannel(),
 	).Slice()
 	if err != nil {
 		return wire.RunnerTask{}, fmt.Errorf("store: update task %s: %w", p.TaskID, err)

@@ -80,6 +80,9 @@ func run() error {
 		}
 	}
 	apiCfg.Redis = redisCfg
+	if apiCfg.HooksURL == "" { // the console's webhooks page reaches the hooks service run here
+		apiCfg.HooksURL = "http://127.0.0.1:" + strconv.Itoa(dev.HooksPort)
+	}
 
 	g, ctx := errgroup.WithContext(ctx)
 	if environ["RUNNER_OFFLINE_HOOK"] == "" {
@@ -108,6 +111,7 @@ func run() error {
 	g.Go(func() error { return hooksapp.Run(ctx, hooksCfg, conn, log.With("service", "hooks")) })
 	log.Info("yggdrasil is running",
 		"api", "http://127.0.0.1:"+strconv.Itoa(dev.APIPort),
+		"console", "http://127.0.0.1:"+strconv.Itoa(dev.APIPort)+"/ui",
 		"sweeper", "http://127.0.0.1:"+strconv.Itoa(dev.SweeperPort),
 		"hooks", "http://127.0.0.1:"+strconv.Itoa(dev.HooksPort))
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {

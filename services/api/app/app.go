@@ -28,6 +28,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/overload"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/ui"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
@@ -43,6 +44,7 @@ type Server struct {
 	auth    *auth.Authenticator
 	limiter *overload.Limiter
 	outages *runners.OutageRecorder
+	ui      *ui.Console
 }
 
 // Option changes how New builds the API.
@@ -108,7 +110,18 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		Name: cfg.MetricsPrefix + "api_overload_shed_total",
 		Help: "Runner requests refused with 503 because no request slot freed within OVERLOAD_QUEUE_MS.",
 	}, func() float64 { return float64(limiter.Stats().Shed) }))
-	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a, limiter: limiter, outages: outages}, nil
+	console, err := ui.New(svc, a, st, log, ui.Options{HooksURL: cfg.HooksURL, StreamFor: consoleStreamFor(cfg)})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	console.Mount(app)
+	return &Server{app: app, svc: svc, hub: hub, cfg: cfg, log: log, auth: a, limiter: limiter, outages: outages, ui: console}, nil
+}
+
+// consoleStreamFor is how long one console event stream lasts: below the
+// server's write timeout, which would cut it mid-event.
+func consoleStreamFor(cfg config.API) time.Duration {
+	return max(cfg.ServerWriteTimeout()-cfg.HTTP.WriteTimeout/2, time.Second)
 }
 
 // App returns the fiber app (tests may serve it themselves).
@@ -127,8 +140,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); _ = s.hub.Run(bg) }()
+	go func() { defer wg.Done(); _ = s.ui.Feed().Run(bg) }()
 	go func() { defer wg.Done(); _ = s.svc.RunProbe(bg, s.cfg.BreakerProbeEvery) }()
 	go func() { defer wg.Done(); _ = s.outages.Run(bg) }()
 	go func() { defer wg.Done(); s.watchOverload(bg) }()
@@ -146,6 +160,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	case <-ctx.Done():
 		s.svc.Close()
+		s.ui.Close()
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.HTTP.ShutdownTimeout)
 		if serr := s.app.ShutdownWithContext(sctx); serr != nil && !errors.Is(serr, context.DeadlineExceeded) {
 			err = fmt.Errorf("api: shutdown: %w", serr)
@@ -154,6 +169,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		<-served
 	}
 	s.svc.Close()
+	s.ui.Close()
 	stopBg()
 	wg.Wait()
 	s.log.Info("api stopped")

@@ -10,6 +10,7 @@
 -- ARGV[4] result JSON ('' = none)   ARGV[5] error ('' = none)
 -- ARGV[6] lease epoch (0 = not checked)   ARGV[7] actor (runner | operator)
 -- ARGV[8] retention ms for a finished task (0 = keep)
+-- ARGV[9] task events pub/sub channel ('' = none): a change publishes the runner id
 --
 -- Returns {0, HGETALL of the task} on success (or no-op);
 --         {1} unknown task (or a task of another runner); {3, epoch} stale epoch;
@@ -53,6 +54,7 @@ redis.call('ZREM', KEYS[3], tid)
 if to == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'startedAt', now,
     'epoch', redis.call('HGET', KEYS[2], 'epoch') or 0)
+  if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], ARGV[2]) end
   return {0, redis.call('HGETALL', KEYS[1])}
 end
 
@@ -69,4 +71,5 @@ end
 redis.call('HINCRBY', KEYS[7], 'tasks_completed:' .. to, 1)
 local retention = tonumber(ARGV[8])
 if retention > 0 then redis.call('PEXPIRE', KEYS[1], retention) end
+if ARGV[9] ~= '' then redis.call('PUBLISH', ARGV[9], ARGV[2]) end
 return {0, redis.call('HGETALL', KEYS[1])}

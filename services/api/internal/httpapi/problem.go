@@ -68,51 +68,56 @@ var domain = []struct {
 	{runners.ErrUnavailable, kind{503, problem.TypeUnavailable, "Service unavailable", "the state store is unavailable; retry later"}},
 }
 
-// ErrorHandler is the only place errors become HTTP answers: problem+json
-// with a stable type. Unknown errors are 500 with a generic detail, and
-// logged here with their cause.
-func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
-	return func(c *fiber.Ctx, err error) error {
-		p := problem.Problem{}
-		var retry time.Duration
-		var (
-			verr *validate.Error
-			berr *BadRequestError
-			ferr *fiber.Error
-			rerr *runners.RetryError
-		)
-		if errors.As(err, &rerr) {
-			retry = rerr.After
-		}
-		matched := false
-		for _, d := range domain {
-			if errors.Is(err, d.err) {
-				p = problem.Problem{Type: d.k.typ, Title: d.k.title, Status: d.k.status, Detail: d.k.detail}
-				matched = true
-				break
-			}
-		}
-		switch {
-		case matched:
+// Classify turns err into the problem it answers, the Retry-After it asks
+// for (0: none), and whether it is a failure to log with its cause (the state
+// store failing, or an error nobody expected). It is the one mapping from
+// errors to HTTP statuses: the ErrorHandler and the web console both use it.
+func Classify(err error) (p problem.Problem, retry time.Duration, logIt bool) {
+	var (
+		verr *validate.Error
+		berr *BadRequestError
+		ferr *fiber.Error
+		rerr *runners.RetryError
+	)
+	if errors.As(err, &rerr) {
+		retry = rerr.After
+	}
+	for _, d := range domain {
+		if errors.Is(err, d.err) {
+			p = problem.Problem{Type: d.k.typ, Title: d.k.title, Status: d.k.status, Detail: d.k.detail}
 			if p.Status == fiber.StatusServiceUnavailable && retry == 0 {
 				retry = time.Second
 			}
-			if errors.Is(err, runners.ErrUnavailable) || (errors.Is(err, errNotReady) && !errors.Is(err, runners.ErrBreakerOpen)) {
-				log.Error("state store failure", "method", c.Method(), "route", c.Route().Path, "err", err,
-					"trace_id", telemetry.TraceID(c.UserContext()))
+			// the breaker refusing while open is expected, not a failure to log
+			return p, retry, errors.Is(err, runners.ErrUnavailable) || (errors.Is(err, errNotReady) && !errors.Is(err, runners.ErrBreakerOpen))
+		}
+	}
+	switch {
+	case errors.As(err, &verr):
+		return problem.Problem{Type: problem.TypeValidation, Title: "Validation failed", Status: fiber.StatusUnprocessableEntity,
+			Detail: verr.Error(), Field: verr.Field}, retry, false
+	case errors.As(err, &berr):
+		return problem.Problem{Type: problem.TypeMalformedRequest, Title: "Malformed request", Status: fiber.StatusBadRequest, Detail: berr.Detail}, retry, false
+	case errors.As(err, &ferr):
+		return fiberProblem(ferr), retry, false
+	}
+	return problem.Problem{Type: problem.TypeInternal, Title: "Internal error", Status: fiber.StatusInternalServerError,
+		Detail: "the server failed to handle this request"}, retry, true
+}
+
+// ErrorHandler is the only place errors become HTTP answers: problem+json
+// with a stable type (from Classify). Unknown errors are 500 with a generic
+// detail, and logged here with their cause.
+func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
+	return func(c *fiber.Ctx, err error) error {
+		p, retry, logIt := Classify(err)
+		if logIt {
+			msg := "internal error"
+			if p.Status == fiber.StatusServiceUnavailable {
+				msg = "state store failure"
 			}
-		case errors.As(err, &verr):
-			p = problem.Problem{Type: problem.TypeValidation, Title: "Validation failed", Status: fiber.StatusUnprocessableEntity,
-				Detail: verr.Error(), Field: verr.Field}
-		case errors.As(err, &berr):
-			p = problem.Problem{Type: problem.TypeMalformedRequest, Title: "Malformed request", Status: fiber.StatusBadRequest, Detail: berr.Detail}
-		case errors.As(err, &ferr):
-			p = fiberProblem(ferr)
-		default:
-			log.Error("internal error", "method", c.Method(), "route", c.Route().Path, "err", err,
+			log.Error(msg, "method", c.Method(), "route", c.Route().Path, "err", err,
 				"trace_id", telemetry.TraceID(c.UserContext()))
-			p = problem.Problem{Type: problem.TypeInternal, Title: "Internal error", Status: fiber.StatusInternalServerError,
-				Detail: "the server failed to handle this request"}
 		}
 		if p.Status == fiber.StatusUnauthorized {
 			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="yggdrasil"`)

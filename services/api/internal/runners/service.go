@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -608,4 +609,49 @@ func (s *Service) Admission(ctx context.Context) wire.AdmissionState {
 		return st
 	}
 	return wire.AdmissionState{Admitting: true, State: StateClosed, Since: b.Since}
+}
+
+// QuarantineView is the sweeper's correlated-loss state as the console
+// shows it: the stored state and the first quarantined runner ids.
+type QuarantineView struct {
+	State store.QuarantineState
+	IDs   []string
+}
+
+// Quarantine reads the correlated-loss state and up to limit quarantined
+// runner ids (the sweeper writes them; releasing is the sweeper's too).
+func (s *Service) Quarantine(ctx context.Context, limit int) (QuarantineView, error) {
+	st, err := s.store.GetQuarantineState(ctx)
+	if err = s.observe(err); err != nil {
+		return QuarantineView{}, err
+	}
+	ids, err := s.store.QuarantinedIDs(ctx, limit)
+	if err = s.observe(err); err != nil {
+		return QuarantineView{}, err
+	}
+	return QuarantineView{State: st, IDs: ids}, nil
+}
+
+// RecentTasks returns up to limit of the newest tasks of the first runners
+// runners (in id order), newest first: the store indexes tasks per runner
+// only, so this is one read per runner and meant for the console's
+// overview, not for a fleet-wide query.
+func (s *Service) RecentTasks(ctx context.Context, runners, perRunner, limit int) ([]wire.RunnerTask, error) {
+	l, err := s.store.ListRunners(ctx, store.ListRunnersParams{Limit: runners})
+	if err = s.observe(err); err != nil {
+		return nil, err
+	}
+	var out []wire.RunnerTask
+	for _, r := range l.Runners {
+		tl, err := s.store.ListTasks(ctx, store.ListTasksParams{RunnerID: r.ID, Limit: perRunner})
+		if err = s.observe(err); err != nil {
+			return nil, err
+		}
+		out = append(out, tl.Tasks...)
+	}
+	slices.SortStableFunc(out, func(a, b wire.RunnerTask) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
