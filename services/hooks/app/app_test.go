@@ -20,7 +20,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/admin"
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
@@ -259,7 +258,7 @@ func TestClientErrorArchivedAndReplayed(t *testing.T) {
 		t.Fatalf("wrong key: %d", resp.StatusCode)
 	}
 	key := cfg.AdminAPIKeys[0]
-	var list admin.ArchivedList
+	var list wire.ArchivedList
 	testkit.Eventually(t, 5*time.Second, func() bool {
 		resp, body := call("GET", base, key)
 		if resp.StatusCode != http.StatusOK {

@@ -587,7 +587,7 @@ func (c *Console) quarantine(ctx *fiber.Ctx, _ session) (string, any, error) {
 
 type webhooksView struct {
 	Configured bool
-	List       ArchivedList
+	List       wire.ArchivedList
 	Error      string
 }
 

@@ -10,25 +10,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
-
-// ArchivedDelivery is one archived webhook delivery as the hooks service's
-// GET /deliveries/archived lists it.
-type ArchivedDelivery struct {
-	ID           string    `json:"id"`
-	WebhookID    string    `json:"webhookId"`
-	EventType    string    `json:"eventType"`
-	URL          string    `json:"url"`
-	Attempts     int       `json:"attempts"`
-	LastError    string    `json:"lastError"`
-	LastFailedAt time.Time `json:"lastFailedAt"`
-}
-
-// ArchivedList is one page of archived deliveries.
-type ArchivedList struct {
-	Items []ArchivedDelivery `json:"items"`
-	Total int                `json:"total"`
-}
 
 // errHooksOff says HOOKS_URL is not set.
 var errHooksOff = errors.New("ui: HOOKS_URL is not configured")
@@ -96,8 +80,8 @@ func (h *hooksClient) do(ctx context.Context, method, path, key string, out any)
 	return nil
 }
 
-func (h *hooksClient) archived(ctx context.Context, key string) (ArchivedList, error) {
-	var l ArchivedList
+func (h *hooksClient) archived(ctx context.Context, key string) (wire.ArchivedList, error) {
+	var l wire.ArchivedList
 	err := h.do(ctx, http.MethodGet, "/deliveries/archived?size=100", key, &l)
 	return l, err
 }

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +22,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
 // Sentinel errors mapped to status codes by writeError.
@@ -101,25 +101,6 @@ func (s *server) authorize(r *http.Request) error {
 	return nil
 }
 
-// ArchivedDelivery is one archived delivery as the operator endpoint lists it.
-type ArchivedDelivery struct {
-	ID           string    `json:"id"`
-	WebhookID    string    `json:"webhookId"`
-	EventType    string    `json:"eventType"`
-	URL          string    `json:"url"`
-	Attempts     int       `json:"attempts"`
-	LastError    string    `json:"lastError"`
-	LastFailedAt time.Time `json:"lastFailedAt"`
-}
-
-// ArchivedList is the body of GET /deliveries/archived.
-type ArchivedList struct {
-	Items []ArchivedDelivery `json:"items"`
-	Page  int                `json:"page"`
-	Size  int                `json:"size"`
-	Total int                `json:"total"`
-}
-
 func (s *server) listArchived(w http.ResponseWriter, r *http.Request) error {
 	page, size := 1, 50
 	if v := r.URL.Query().Get("page"); v != "" {
@@ -136,7 +117,7 @@ func (s *server) listArchived(w http.ResponseWriter, r *http.Request) error {
 		}
 		size = n
 	}
-	out := ArchivedList{Items: []ArchivedDelivery{}, Page: page, Size: size}
+	out := wire.ArchivedList{Items: []wire.ArchivedDelivery{}, Page: page, Size: size}
 	queues, err := s.cfg.Inspector.Queues()
 	if err != nil {
 		return err
@@ -155,7 +136,7 @@ func (s *server) listArchived(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	for _, t := range tasks {
-		d := ArchivedDelivery{ID: t.ID, Attempts: t.Retried + 1, LastError: t.LastErr, LastFailedAt: t.LastFailedAt}
+		d := wire.ArchivedDelivery{ID: t.ID, Attempts: t.Retried + 1, LastError: t.LastErr, LastFailedAt: t.LastFailedAt}
 		if p, err := delivery.DecodePayload(t.Payload); err == nil {
 			d.WebhookID, d.EventType, d.URL = p.WebhookID(), p.EventType, p.URL
 		}
