@@ -24,7 +24,7 @@ type Hub struct {
 	sub      Subscriber
 	channels []string
 	max      int
-	log     *slog.Logger
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	waiters map[string]map[*Waiter]struct{}
