@@ -11,10 +11,13 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # else goes through the store.
 REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/(shared/(store|redistest)|tools/ygg-sim/internal/stack)
 
-.PHONY: help build run test test-race chaos bench bench-api bench-overload bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
+.PHONY: help deps build run test test-race chaos bench bench-api bench-overload bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
+
+deps: ## download every module's dependencies once, so that make test then works offline
+	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod download); done
 
 build: ## build every binary into bin/
 	@mkdir -p $(BIN)
@@ -23,9 +26,13 @@ build: ## build every binary into bin/
 	$(GO) build -o $(BIN)/hooks ./services/hooks
 	$(GO) build -o $(BIN)/ratatoskr ./runner
 	$(GO) build -o $(BIN)/ygg-sim ./tools/ygg-sim
+	$(GO) build -o $(BIN)/yggctl ./tools/yggctl
 
 run: ## run the controller (api, sweeper, hooks) on REDIS_URL, localhost:6379, or an embedded dev Redis
-	$(GO) run ./tools/devrun
+	@mkdir -p $(BIN)
+	@echo "run: building the controller into $(BIN)/devrun (the first build takes a minute or two)..."
+	@$(GO) build -o $(BIN)/devrun ./tools/devrun
+	@exec $(BIN)/devrun
 
 redis-server: ## install redis-server through apt when it is missing
 	@command -v redis-server >/dev/null 2>&1 || { \

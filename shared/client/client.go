@@ -1,6 +1,3 @@
-// Package client is the typed Go client of the Yggdrasil REST API, used by
-// tests, the Ratatoskr runner agent and tools. It speaks only wire types and
-// net/http; it must never import a service.
 package client
 
 import (
@@ -26,12 +23,20 @@ type Client struct {
 	cred  string
 	http  *http.Client
 	agent string
+	retry RetryPolicy // zero: no automatic retries
 }
+
+// DefaultTimeout bounds one request of a Client made without
+// WithHTTPClient. It is longer than the longest long poll the api holds
+// (LONG_POLL_MAX_MS, 30 s by default; WaitTask asks for at most
+// MaxLongPoll), so a long poll is never cut off by the client.
+const DefaultTimeout = 90 * time.Second
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient replaces the default http.Client (30 s timeout).
+// WithHTTPClient replaces the default http.Client (DefaultTimeout). Give it
+// a Timeout longer than the waits you long-poll with.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
 
 // WithUserAgent sets the User-Agent header.
@@ -43,7 +48,7 @@ func New(baseURL, credential string, opts ...Option) *Client {
 	c := &Client{
 		base:  strings.TrimRight(baseURL, "/"),
 		cred:  credential,
-		http:  &http.Client{Timeout: 30 * time.Second},
+		http:  &http.Client{Timeout: DefaultTimeout},
 		agent: "yggdrasil-client",
 	}
 	for _, o := range opts {
@@ -74,6 +79,10 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("yggdrasil: %d %s", e.Status, e.Problem.Title)
 }
 
+// Type returns the problem type URI of the answer ("" when the body was not
+// problem+json): compare it with the constants of shared/problem.
+func (e *Error) Type() string { return e.Problem.Type }
+
 // StatusOf returns the HTTP status of an *Error in err's chain, or 0.
 func StatusOf(err error) int {
 	var e *Error
@@ -93,6 +102,19 @@ func RetryAfterOf(err error) time.Duration {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body any, out any, hdr map[string]string) (int, error) {
+	if c.retry.Attempts > 1 && idempotent(method, hdr) {
+		var status int
+		_, err := Retry(ctx, c.retry, func(ctx context.Context) (struct{}, error) {
+			var err error
+			status, err = c.once(ctx, method, path, body, out, hdr)
+			return struct{}{}, err
+		})
+		return status, err
+	}
+	return c.once(ctx, method, path, body, out, hdr)
+}
+
+func (c *Client) once(ctx context.Context, method, path string, body any, out any, hdr map[string]string) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -131,11 +153,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any,
 		if e.Problem.Title == "" {
 			e.Problem.Title = http.StatusText(resp.StatusCode)
 		}
-		if s := resp.Header.Get("Retry-After"); s != "" {
-			if n, err := strconv.Atoi(s); err == nil {
-				e.RetryAfter = time.Duration(n) * time.Second
-			}
-		}
+		e.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return resp.StatusCode, e
 	}
 	if out != nil && len(data) > 0 {
@@ -175,18 +193,23 @@ func (c *Client) Offline(ctx context.Context, p wire.OfflinePayload) (wire.Offli
 	return out, err
 }
 
-// ListOptions filters a runner listing.
+// ListOptions filters a runner listing; every field is optional. Cursor is
+// the NextCursor of the previous page (Runners follows it for you).
 type ListOptions struct {
-	Status string
+	Status RunnerFilter
 	Realm  string
 	Cursor string
 	Limit  int
 }
 
-// ListRunners returns one page of runners (with an operator key).
+// ListRunners returns one page of runners (with an operator key). A Status
+// the api does not filter on is ErrInvalidFilter, before any request.
 func (c *Client) ListRunners(ctx context.Context, o ListOptions) (wire.RunnerList, error) {
+	if err := o.Status.check(); err != nil {
+		return wire.RunnerList{}, err
+	}
 	q := url.Values{}
-	set(q, "status", o.Status)
+	set(q, "status", string(o.Status))
 	set(q, "realm", o.Realm)
 	set(q, "cursor", o.Cursor)
 	if o.Limit > 0 {
@@ -204,28 +227,54 @@ func (c *Client) GetRunner(ctx context.Context, id string) (wire.RunnerInfo, err
 	return out, err
 }
 
-// TaskQuery filters a task listing. Wait > 0 long-polls: the call returns as
-// soon as a matching task exists, or empty after Wait.
+// TaskQuery filters a runner's task listing; every field is optional.
+// Status and Statuses keep the tasks in any of the statuses named; Task
+// narrows the listing to that one task. Wait > 0 long-polls: the call
+// returns as soon as a matching task exists, or empty after Wait (the api
+// holds at most LONG_POLL_MAX_MS, 30 s by default).
 type TaskQuery struct {
-	Status wire.TaskStatus
-	Wait   time.Duration
-	Cursor string
-	Limit  int
+	Status   wire.TaskStatus
+	Statuses []wire.TaskStatus
+	Task     string
+	Wait     time.Duration
+	Cursor   string
+	Limit    int
 }
 
-// ListTasks lists a runner's tasks, newest first.
+func (o TaskQuery) statuses() ([]string, error) {
+	var out []string
+	for _, st := range append([]wire.TaskStatus{o.Status}, o.Statuses...) {
+		if st == "" {
+			continue
+		}
+		if !st.Valid() {
+			return nil, fmt.Errorf("%w: task status %q (want pending, running, succeeded, failed or cancelled)", ErrInvalidFilter, st)
+		}
+		out = append(out, string(st))
+	}
+	return out, nil
+}
+
+// ListTasks lists a runner's tasks, newest first (operator key or that
+// runner's credential). An invalid status is ErrInvalidFilter, before any
+// request; with Task set, an unknown task is a 404.
 func (c *Client) ListTasks(ctx context.Context, runnerID string, o TaskQuery) (wire.TaskList, error) {
+	sts, err := o.statuses()
+	if err != nil {
+		return wire.TaskList{}, err
+	}
 	q := url.Values{}
-	set(q, "status", string(o.Status))
+	set(q, "status", strings.Join(sts, ","))
+	set(q, "task", o.Task)
 	set(q, "cursor", o.Cursor)
 	if o.Limit > 0 {
 		q.Set("limit", strconv.Itoa(o.Limit))
 	}
 	if o.Wait > 0 {
-		q.Set("wait", o.Wait.String())
+		q.Set("wait", strconv.FormatInt(o.Wait.Milliseconds(), 10))
 	}
 	var out wire.TaskList
-	_, err := c.do(ctx, http.MethodGet, "/runners/"+url.PathEscape(runnerID)+"/tasks"+query(q), nil, &out, nil)
+	_, err = c.do(ctx, http.MethodGet, "/runners/"+url.PathEscape(runnerID)+"/tasks"+query(q), nil, &out, nil)
 	return out, err
 }
 
@@ -258,6 +307,9 @@ type TaskFilter struct {
 // (operator key). A filtered page may hold fewer than Limit tasks while
 // NextCursor is set: follow NextCursor until it is empty.
 func (c *Client) ListAllTasks(ctx context.Context, f TaskFilter) (wire.TaskList, error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return wire.TaskList{}, fmt.Errorf("%w: task status %q (want pending, running, succeeded, failed or cancelled)", ErrInvalidFilter, f.Status)
+	}
 	q := url.Values{}
 	set(q, "status", string(f.Status))
 	set(q, "runner", f.RunnerID)

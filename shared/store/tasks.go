@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -132,19 +133,43 @@ func (s *Store) GetTask(ctx context.Context, id string) (wire.RunnerTask, error)
 type ListTasksParams struct {
 	RunnerID string
 	Status   wire.TaskStatus
+	// Statuses, when set, keeps the tasks in any of these statuses (Status,
+	// when set too, is one more).
+	Statuses []wire.TaskStatus
 	Cursor   string
 	Limit    int
+}
+
+func (p ListTasksParams) keeps(st wire.TaskStatus) bool {
+	if p.Status == "" && len(p.Statuses) == 0 {
+		return true
+	}
+	return st == p.Status || slices.Contains(p.Statuses, st)
+}
+
+// pendingOnly tells whether only pending tasks are kept: the pending index
+// then holds the whole answer.
+func (p ListTasksParams) pendingOnly() bool {
+	if p.Status != "" && p.Status != wire.TaskPending {
+		return false
+	}
+	for _, st := range p.Statuses {
+		if st != wire.TaskPending {
+			return false
+		}
+	}
+	return p.Status == wire.TaskPending || len(p.Statuses) > 0
 }
 
 // ListTasks lists a runner's tasks. Pending tasks come from the pending index;
 // other filters page the runner's task index and filter the page.
 func (s *Store) ListTasks(ctx context.Context, p ListTasksParams) (wire.TaskList, error) {
 	index := RunnerTasksKey(p.RunnerID)
-	if p.Status == wire.TaskPending {
+	if p.pendingOnly() {
 		index = RunnerPendingKey(p.RunnerID)
 	}
 	l, err := s.listTaskIndex(ctx, index, p.Cursor, p.Limit, func(t wire.RunnerTask) bool {
-		return p.Status == "" || t.Status == p.Status
+		return p.keeps(t.Status)
 	})
 	if err != nil {
 		return wire.TaskList{}, fmt.Errorf("store: list tasks of %s: %w", p.RunnerID, err)

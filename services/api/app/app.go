@@ -75,7 +75,7 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	st := store.New(conn, store.OptionsFrom(cfg.Fleet))
-	hub := runners.NewHub(st, store.DispatchChannel(), cfg.LongPollMaxWaiters, log)
+	hub := runners.NewHub(st, []string{store.DispatchChannel(), store.TaskEventsChannel()}, cfg.LongPollMaxWaiters, log)
 	outages := runners.NewOutageRecorder(func(ctx context.Context, from, to time.Time, source string) error {
 		_, err := st.RecordOutage(ctx, from, to, source)
 		return err

@@ -272,7 +272,7 @@ func (h *Handlers) listTasks(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := h.svc.ListTasks(c.UserContext(), runners.TaskQuery{
-		RunnerID: id, Status: c.Query("status"), Cursor: c.Query("cursor"), Limit: c.Query("limit"), Wait: c.Query("wait"),
+		RunnerID: id, Status: c.Query("status"), Task: c.Query("task"), Cursor: c.Query("cursor"), Limit: c.Query("limit"), Wait: c.Query("wait"),
 	})
 	if err != nil {
 		return err

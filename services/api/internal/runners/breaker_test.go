@@ -101,7 +101,7 @@ func TestExpectedConstraint(t *testing.T) {
 }
 
 func TestHubBound(t *testing.T) {
-	h := NewHub(nil, "ch", 2, nil)
+	h := NewHub(nil, []string{"ch"}, 2, nil)
 	a, _ := h.Wait("r")
 	b, _ := h.Wait("r")
 	if _, err := h.Wait("s"); err != ErrTooManyWaiters {

@@ -14,17 +14,17 @@ import (
 // ErrTooManyWaiters refuses a long poll when the process holds its maximum.
 var ErrTooManyWaiters = errors.New("too many long polls in progress")
 
-// Hub wakes long polls when a task is dispatched. One Redis subscription per
-// API process (on the channel dispatch.lua publishes the runner id to) fans
-// out in-process to the waiters of that runner, so it works with any number
+// Hub wakes long polls when a task is dispatched or changes status. One Redis
+// subscription per channel and API process (dispatch.lua and task_update.lua
+// publish the runner id) fans out in-process to the waiters of that runner, so it works with any number
 // of replicas. Messages are hints: a woken waiter re-reads the store, and
 // every (re)subscription wakes all waiters, since messages published while
 // the subscription was down are lost.
 type Hub struct {
-	sub     Subscriber
-	channel string
-	max     int
-	log     *slog.Logger
+	sub      Subscriber
+	channels []string
+	max      int
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	waiters map[string]map[*Waiter]struct{}
@@ -43,9 +43,10 @@ type Subscriber interface {
 	Subscribe(ctx context.Context, channel string) <-chan store.Published
 }
 
-// NewHub returns a hub for at most max concurrent waiters (0 = no limit).
-func NewHub(sub Subscriber, channel string, max int, log *slog.Logger) *Hub {
-	return &Hub{sub: sub, channel: channel, max: max, log: log, waiters: map[string]map[*Waiter]struct{}{}}
+// NewHub returns a hub listening on channels for at most max concurrent
+// waiters (0 = no limit).
+func NewHub(sub Subscriber, channels []string, max int, log *slog.Logger) *Hub {
+	return &Hub{sub: sub, channels: channels, max: max, log: log, waiters: map[string]map[*Waiter]struct{}{}}
 }
 
 // Wait registers a waiter for runnerID; the caller must Cancel it.
@@ -115,14 +116,24 @@ func wake(w *Waiter) {
 	}
 }
 
-// Run holds the subscription until ctx ends, re-subscribing with jittered
-// exponential backoff whenever Redis goes away.
+// Run holds one subscription per channel until ctx ends, re-subscribing
+// with jittered exponential backoff whenever Redis goes away.
 func (h *Hub) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, ch := range h.channels {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.run(ctx, ch) }()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (h *Hub) run(ctx context.Context, channel string) {
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		var err error
-		for p := range h.sub.Subscribe(ctx, h.channel) {
+		for p := range h.sub.Subscribe(ctx, channel) {
 			switch {
 			case p.Err != nil:
 				err = p.Err
@@ -136,7 +147,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
-		h.log.Warn("dispatch subscription lost; re-subscribing", "err", err, "backoff", backoff)
+		h.log.Warn("long-poll subscription lost; re-subscribing", "channel", channel, "err", err, "backoff", backoff)
 		sleep := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-ctx.Done():
@@ -146,5 +157,4 @@ func (h *Hub) Run(ctx context.Context) error {
 			backoff = maxBackoff
 		}
 	}
-	return nil
 }

@@ -263,20 +263,30 @@ func (s *Service) ListRunners(ctx context.Context, q RunnerQuery) (wire.RunnerLi
 	return l, s.observe(err)
 }
 
-// TaskQuery filters a runner's task listing; Wait is the raw `wait` value.
+// TaskQuery filters a runner's task listing; raw query values. Status is
+// one status or several, comma-separated; Task narrows the listing to that
+// one task (so a long poll waits for that task to reach one of the
+// statuses); Wait is the raw `wait` value.
 type TaskQuery struct {
-	RunnerID, Status, Cursor, Limit, Wait string
+	RunnerID, Status, Task, Cursor, Limit, Wait string
 }
 
 // ListTasks lists a runner's tasks. With a wait and nothing matching, it
-// holds the request until a dispatch for that runner (on any replica) or the
-// wait ends, re-reading the store each time it is woken and once at the end.
+// holds the request until a dispatch or a task status change for that
+// runner (on any replica) or the wait ends, re-reading the store each time
+// it is woken and once at the end.
 func (s *Service) ListTasks(ctx context.Context, q TaskQuery) (wire.TaskList, error) {
 	if err := validate.CheckID("id", q.RunnerID); err != nil {
 		return wire.TaskList{}, err
 	}
-	if err := validate.TaskStatusFilter(q.Status); err != nil {
+	statuses, err := validate.TaskStatusList(q.Status)
+	if err != nil {
 		return wire.TaskList{}, err
+	}
+	if q.Task != "" {
+		if err := validate.CheckID("task", q.Task); err != nil {
+			return wire.TaskList{}, err
+		}
 	}
 	if err := validate.TaskCursor(q.Cursor); err != nil {
 		return wire.TaskList{}, err
@@ -289,10 +299,13 @@ func (s *Service) ListTasks(ctx context.Context, q TaskQuery) (wire.TaskList, er
 	if err != nil {
 		return wire.TaskList{}, err
 	}
-	p := store.ListTasksParams{RunnerID: q.RunnerID, Status: wire.TaskStatus(q.Status), Cursor: q.Cursor, Limit: limit}
+	p := store.ListTasksParams{RunnerID: q.RunnerID, Statuses: statuses, Cursor: q.Cursor, Limit: limit}
 	list := func() (wire.TaskList, error) {
 		l, err := s.store.ListTasks(ctx, p)
 		return l, s.observe(err)
+	}
+	if q.Task != "" {
+		list = func() (wire.TaskList, error) { return s.oneTask(ctx, q.RunnerID, q.Task, statuses) }
 	}
 	if wait <= 0 {
 		return s.listKnown(ctx, q.RunnerID, list)
@@ -324,6 +337,20 @@ func (s *Service) ListTasks(ctx context.Context, q TaskQuery) (wire.TaskList, er
 			return l, nil
 		}
 	}
+}
+
+// oneTask is the listing of one task: the task when it is in one of
+// statuses (any when none), else empty; an unknown task, or one of another
+// runner, is ErrTaskNotFound.
+func (s *Service) oneTask(ctx context.Context, runnerID, taskID string, statuses []wire.TaskStatus) (wire.TaskList, error) {
+	t, err := s.GetTask(ctx, runnerID, taskID)
+	if err != nil {
+		return wire.TaskList{}, err
+	}
+	if len(statuses) > 0 && !slices.Contains(statuses, t.Status) {
+		return wire.TaskList{Tasks: []wire.RunnerTask{}}, nil
+	}
+	return wire.TaskList{Tasks: []wire.RunnerTask{t}}, nil
 }
 
 // listKnown lists, and turns an empty listing of an unknown runner into

@@ -299,6 +299,23 @@ func TaskStatusFilter(s string) error {
 	return Fail("status", "must be one of pending, running, succeeded, failed, cancelled")
 }
 
+// TaskStatusList parses a runner's task listing status filter: one status or
+// several, comma-separated (succeeded,failed,cancelled).
+func TaskStatusList(s string) ([]wire.TaskStatus, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []wire.TaskStatus
+	for _, part := range strings.Split(s, ",") {
+		st := wire.TaskStatus(strings.TrimSpace(part))
+		if !st.Valid() {
+			return nil, Fail("status", "must be one or more of pending, running, succeeded, failed, cancelled, comma-separated")
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
 // Limit parses an optional page size (1..max).
 func Limit(s string, max int) (int, error) {
 	if s == "" {

@@ -164,6 +164,16 @@ func (s *server) retryOne(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *server) retryAll(w http.ResponseWriter, _ *http.Request) error {
+	// asynq's "queue does not exist" is not errors.Is ErrQueueNotFound, so
+	// ask first, as listArchived does: no queue yet is nothing to replay.
+	queues, err := s.cfg.Inspector.Queues()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(queues, delivery.Queue) {
+		writeJSON(w, http.StatusAccepted, map[string]int{"retried": 0})
+		return nil
+	}
 	n, err := s.cfg.Inspector.RunAllArchivedTasks(delivery.Queue)
 	if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
 		return err

@@ -249,7 +249,7 @@ func (e *engine) pollLost(ctx context.Context) bool {
 	l := &e.loss
 	at := e.s.Now()
 	seen := map[string]bool{}
-	for _, status := range []string{string(wire.RunnerOffline), string(wire.RunnerUnreachable)} {
+	for _, status := range []client.RunnerFilter{client.RunnersOffline, client.RunnersUnreachable} {
 		cursor := ""
 		for {
 			sendAt := e.s.Now()

@@ -1,0 +1,97 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// The sweeper (:3001) and the hooks service (:3002) have operator endpoints
+// of their own: make a Client with their base URL and an operator key.
+
+// QuarantineState is GET /quarantine on the sweeper.
+type QuarantineState struct {
+	Active      bool       `json:"active"`
+	Since       *time.Time `json:"since,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Count       int64      `json:"count"`
+	Quarantined int64      `json:"quarantined"`
+	ExitedAt    *time.Time `json:"exitedAt,omitempty"`
+	ExitReason  string     `json:"exitReason,omitempty"`
+}
+
+// QuarantineRelease is the answer of POST /quarantine/release.
+type QuarantineRelease struct {
+	Released  bool   `json:"released"`
+	Reason    string `json:"reason"`
+	Remaining int64  `json:"remaining"`
+}
+
+// Quarantine reads the sweeper's correlated-loss quarantine (sweeper URL).
+func (c *Client) Quarantine(ctx context.Context) (QuarantineState, error) {
+	var out QuarantineState
+	_, err := c.do(ctx, http.MethodGet, "/quarantine", nil, &out, nil)
+	return out, err
+}
+
+// ReleaseQuarantine confirms the loss (sweeper URL, operator key): the
+// runners still quarantined go offline now. No active quarantine is a 409.
+func (c *Client) ReleaseQuarantine(ctx context.Context) (QuarantineRelease, error) {
+	var out QuarantineRelease
+	_, err := c.do(ctx, http.MethodPost, "/quarantine/release", nil, &out, nil)
+	return out, err
+}
+
+// ArchivedDelivery is one webhook delivery that exhausted its retries or
+// got a permanent 4xx. URL is the webhook's scheme and host only.
+type ArchivedDelivery struct {
+	ID           string    `json:"id"`
+	WebhookID    string    `json:"webhookId"`
+	EventType    string    `json:"eventType"`
+	URL          string    `json:"url"`
+	Attempts     int       `json:"attempts"`
+	LastError    string    `json:"lastError"`
+	LastFailedAt time.Time `json:"lastFailedAt"`
+}
+
+// ArchivedList is one page of archived deliveries.
+type ArchivedList struct {
+	Items []ArchivedDelivery `json:"items"`
+	Page  int                `json:"page"`
+	Size  int                `json:"size"`
+	Total int                `json:"total"`
+}
+
+// ArchivedDeliveries lists archived deliveries (hooks URL, operator key);
+// page from 1, size up to 1000 (0: the service's defaults, 1 and 50).
+func (c *Client) ArchivedDeliveries(ctx context.Context, page, size int) (ArchivedList, error) {
+	q := url.Values{}
+	if page > 0 {
+		q.Set("page", strconv.Itoa(page))
+	}
+	if size > 0 {
+		q.Set("size", strconv.Itoa(size))
+	}
+	var out ArchivedList
+	_, err := c.do(ctx, http.MethodGet, "/deliveries/archived"+query(q), nil, &out, nil)
+	return out, err
+}
+
+// ReplayDelivery queues one archived delivery again (hooks URL, operator
+// key), with the same webhook-id.
+func (c *Client) ReplayDelivery(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodPost, "/deliveries/archived/"+url.PathEscape(id)+"/retry", nil, nil, nil)
+	return err
+}
+
+// ReplayAllDeliveries queues every archived delivery again and returns how
+// many (hooks URL, operator key).
+func (c *Client) ReplayAllDeliveries(ctx context.Context) (int, error) {
+	var out struct {
+		Retried int `json:"retried"`
+	}
+	_, err := c.do(ctx, http.MethodPost, "/deliveries/archived/retry", nil, &out, nil)
+	return out.Retried, err
+}
