@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
 // The sweeper (:3001) and the hooks service (:3002) have operator endpoints
@@ -44,25 +46,11 @@ func (c *Client) ReleaseQuarantine(ctx context.Context) (QuarantineRelease, erro
 	return out, err
 }
 
-// ArchivedDelivery is one webhook delivery that exhausted its retries or
-// got a permanent 4xx. URL is the webhook's scheme and host only.
-type ArchivedDelivery struct {
-	ID           string    `json:"id"`
-	WebhookID    string    `json:"webhookId"`
-	EventType    string    `json:"eventType"`
-	URL          string    `json:"url"`
-	Attempts     int       `json:"attempts"`
-	LastError    string    `json:"lastError"`
-	LastFailedAt time.Time `json:"lastFailedAt"`
-}
-
-// ArchivedList is one page of archived deliveries.
-type ArchivedList struct {
-	Items []ArchivedDelivery `json:"items"`
-	Page  int                `json:"page"`
-	Size  int                `json:"size"`
-	Total int                `json:"total"`
-}
+// ArchivedDelivery and ArchivedList are the hooks archive's wire types.
+type (
+	ArchivedDelivery = wire.ArchivedDelivery
+	ArchivedList     = wire.ArchivedList
+)
 
 // ArchivedDeliveries lists archived deliveries (hooks URL, operator key);
 // page from 1, size up to 1000 (0: the service's defaults, 1 and 50).
