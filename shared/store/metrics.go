@@ -49,14 +49,16 @@ func (m *RedisMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.errors.Collect(ch)
 }
 
-var metricsOnce sync.Map // *Conn -> *RedisMetrics
+// metricsOnce holds one collector per client: store.Wrap may give one
+// client several Conns (tests do), and one hook must count each command once.
+var metricsOnce sync.Map // redis.UniversalClient -> *RedisMetrics
 
 // Metrics returns the collector of c's commands, installing its hook on the
 // first call; later calls (several services sharing one process and one
 // Conn, as under make run) return the same collector, named with the first
 // call's prefix. Register it on the service's registry.
 func (c *Conn) Metrics(prefix string) *RedisMetrics {
-	if m, ok := metricsOnce.Load(c); ok {
+	if m, ok := metricsOnce.Load(c.rdb); ok {
 		return m.(*RedisMetrics)
 	}
 	m := &RedisMetrics{
@@ -74,7 +76,7 @@ func (c *Conn) Metrics(prefix string) *RedisMetrics {
 	// Series that exist before the first failure, so that rate() and the
 	// alert see 0 and not an absent series.
 	m.errors.WithLabelValues("pipeline", "connection")
-	if prev, loaded := metricsOnce.LoadOrStore(c, m); loaded {
+	if prev, loaded := metricsOnce.LoadOrStore(c.rdb, m); loaded {
 		return prev.(*RedisMetrics)
 	}
 	c.rdb.AddHook(&metricsHook{m: m, scripts: ScriptNames()})
