@@ -50,12 +50,12 @@ type Options struct {
 	// Collectors are registered too (the Redis command metrics of the
 	// store's Conn).
 	Collectors []prometheus.Collector
-	Now       func() time.Time
+	Now        func() time.Time
 }
 
 // Metrics is the registry plus the HTTP instruments.
 type Metrics struct {
-	Registry *prometheus.Registry
+	Registry  *prometheus.Registry
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	heartbeat prometheus.Histogram
