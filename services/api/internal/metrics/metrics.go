@@ -148,7 +148,7 @@ type fleet struct {
 	src                                              Source
 	registered, online, offline, unreachable, leases *prometheus.Desc
 	quarantined, dispatched, completed, transitions  *prometheus.Desc
-	up                                               *prometheus.Desc
+	registrations, up                                *prometheus.Desc
 }
 
 func newFleet(src Source, p string) *fleet {
@@ -156,22 +156,23 @@ func newFleet(src Source, p string) *fleet {
 		return prometheus.NewDesc(p+name, help, labels, nil)
 	}
 	return &fleet{
-		src:         src,
-		registered:  d("runners_registered", "Runners ever registered (all statuses)."),
-		online:      d("runners_online", "Runners holding a lease."),
-		offline:     d("runners_offline", "Runners offline."),
-		unreachable: d("runners_unreachable", "Runners quarantined as unreachable."),
-		leases:      d("leases_active", "Live leases in the deadline index (the fleet count; runner_leases is per runner)."),
-		quarantined: d("runners_quarantined", "Runners in the quarantine set."),
-		dispatched:  d("tasks_dispatched_total", "Tasks dispatched, fleet-wide."),
-		completed:   d("tasks_completed_total", "Tasks finished, fleet-wide, by final status.", "status"),
-		transitions: d("runner_transitions_total", "Runner offline transitions, fleet-wide, by reason.", "reason"),
-		up:          d("store_up", "1 when the last scrape could read Redis."),
+		src:           src,
+		registered:    d("runners_registered", "Runners ever registered (all statuses)."),
+		online:        d("runners_online", "Runners holding a lease."),
+		offline:       d("runners_offline", "Runners offline."),
+		unreachable:   d("runners_unreachable", "Runners quarantined as unreachable."),
+		leases:        d("leases_active", "Live leases in the deadline index (the fleet count; runner_leases is per runner)."),
+		quarantined:   d("runners_quarantined", "Runners in the quarantine set."),
+		dispatched:    d("tasks_dispatched_total", "Tasks dispatched, fleet-wide."),
+		completed:     d("tasks_completed_total", "Tasks finished, fleet-wide, by final status.", "status"),
+		transitions:   d("runner_transitions_total", "Runner offline transitions, fleet-wide, by reason.", "reason"),
+		up:            d("store_up", "1 when the last scrape could read Redis."),
+		registrations: d("runner_registrations_total", "Registrations, fleet-wide, by kind: new, returned (the runner was offline), renewed (it was live).", "kind"),
 	}
 }
 
 func (f *fleet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{f.registered, f.online, f.offline, f.unreachable, f.leases, f.quarantined, f.dispatched, f.completed, f.transitions, f.up} {
+	for _, d := range []*prometheus.Desc{f.registered, f.online, f.offline, f.unreachable, f.leases, f.quarantined, f.dispatched, f.completed, f.transitions, f.registrations, f.up} {
 		ch <- d
 	}
 }
@@ -202,6 +203,9 @@ func (f *fleet) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(f.dispatched, prometheus.CounterValue, float64(stats["tasks_dispatched"]))
 	for _, s := range []wire.TaskStatus{wire.TaskSucceeded, wire.TaskFailed, wire.TaskCancelled} {
 		ch <- prometheus.MustNewConstMetric(f.completed, prometheus.CounterValue, float64(stats["tasks_completed:"+string(s)]), string(s))
+	}
+	for _, kind := range []string{"new", "returned", "renewed"} {
+		ch <- prometheus.MustNewConstMetric(f.registrations, prometheus.CounterValue, float64(stats["registrations:"+kind]), kind)
 	}
 	for k, v := range stats {
 		if reason, ok := strings.CutPrefix(k, "transitions:"); ok && reason != "" && len(reason) <= 64 {
