@@ -11,7 +11,7 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # else goes through the store.
 REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/(shared/(store|redistest)|tools/ygg-sim/internal/stack)
 
-.PHONY: help build run test test-race chaos bench bench-api bench-overload bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
+.PHONY: help build run test test-race chaos bench bench-api bench-overload bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server promtool clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -33,7 +33,18 @@ redis-server: ## install redis-server through apt when it is missing
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
-test: redis-server ## run every module's tests against private redis-servers; ends with "N passed, N failed, N skipped"
+# promtool comes from Debian's prometheus package, taken out of the .deb
+# rather than installed: the package's post-install would set up and start a
+# Prometheus server, which the tests do not want.
+promtool: ## install promtool (from Debian's prometheus package) when it is missing
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "promtool missing: extracting it from Debian's prometheus package"; \
+		d=$$(mktemp -d) && cd $$d && apt-get update -qq && apt-get download -qq prometheus 2>/dev/null && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > promtool && \
+		install -m 0755 promtool /usr/local/bin/promtool && rm -rf $$d; }
+	@promtool --version | head -1
+
+test: redis-server promtool ## run every module's tests against private redis-servers; ends with "N passed, N failed, N skipped"
 	@$(GO) build -o $(BIN)/testsum ./tools/testsum
 	@set -o pipefail; status=0; \
 		{ for m in $(MODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; exit $$status; } \
