@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 GO ?= go
 MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+# Modules outside the workspace, built on their own (GOWORK=off): the rule
+# checks of deploy/prometheus need github.com/prometheus/prometheus, whose
+# dependencies would otherwise raise the versions every service builds with.
+SOLO_MODULES = deploy/prometheus
 BIN := bin
 GOTESTFLAGS ?= -count=1 -timeout 20m
 # The packages allowed to import go-redis (non-test code): the store, the
@@ -47,7 +51,8 @@ promtool: ## install promtool (from Debian's prometheus package) when it is miss
 test: redis-server promtool ## run every module's tests against private redis-servers; ends with "N passed, N failed, N skipped"
 	@$(GO) build -o $(BIN)/testsum ./tools/testsum
 	@set -o pipefail; status=0; \
-		{ for m in $(MODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; exit $$status; } \
+		{ for m in $(MODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; \
+		  for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; exit $$status; } \
 		| $(BIN)/testsum
 
 test-race: redis-server ## the tests with the race detector
@@ -81,6 +86,7 @@ bench-fleet: build redis-server ## fleet simulator: 250k runners, 15 s heartbeat
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	@set -e; for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) vet ./...); done
 
 helm-lint: ## helm lint --strict of deploy/helm/yggdrasil (helm built from deploy/test's go.mod, no helm install needed)
 	@set -e; cd deploy/test; for v in redis.url=redis://redis:6379/0 redis.embedded.enabled=true; do \
@@ -88,6 +94,7 @@ helm-lint: ## helm lint --strict of deploy/helm/yggdrasil (helm built from deplo
 
 check: lint ## lint, import boundaries, and go mod tidy must change nothing
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
+	@set -e; for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
 	@bad=$$(cd shared && $(GO) list -deps ./... | grep -E 'yggdrasil/services/|gofiber|hibiken/asynq' || true); \
 		if [ -n "$$bad" ]; then echo "shared must not import services, fiber or asynq:"; echo "$$bad"; exit 1; fi
 	@bad=$$(cd shared && $(GO) list -deps ./wire | grep -E 'go-redis|gofiber|asynq' || true); \
