@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 GO ?= go
 MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+# Modules outside the workspace, built on their own (GOWORK=off): the rule
+# checks of deploy/prometheus need github.com/prometheus/prometheus, whose
+# dependencies would otherwise raise the versions every service builds with.
+SOLO_MODULES = deploy/prometheus
 BIN := bin
 GOTESTFLAGS ?= -count=1 -timeout 20m
 # The packages allowed to import go-redis (non-test code): the store, the
@@ -11,7 +15,7 @@ GOTESTFLAGS ?= -count=1 -timeout 20m
 # else goes through the store.
 REDIS_DOORS = github.com/yggdrasil-cp/yggdrasil/(shared/(store|redistest)|tools/ygg-sim/internal/stack)
 
-.PHONY: help deps build run test test-race chaos bench bench-api bench-overload bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server clean
+.PHONY: help deps build run test test-race chaos bench bench-api bench-overload bench-sweeper bench-hooks bench-fleet lint helm-lint check tidy redis-server promtool clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-16s %s\n", $$1, $$2}'
@@ -40,10 +44,22 @@ redis-server: ## install redis-server through apt when it is missing
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version
 
-test: redis-server ## run every module's tests against private redis-servers; ends with "N passed, N failed, N skipped"
+# promtool comes from Debian's prometheus package, taken out of the .deb
+# rather than installed: the package's post-install would set up and start a
+# Prometheus server, which the tests do not want.
+promtool: ## install promtool (from Debian's prometheus package) when it is missing
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "promtool missing: extracting it from Debian's prometheus package"; \
+		d=$$(mktemp -d) && cd $$d && apt-get update -qq && apt-get download -qq prometheus 2>/dev/null && \
+		dpkg-deb --fsys-tarfile prometheus_*.deb | tar -xO ./usr/bin/promtool > promtool && \
+		install -m 0755 promtool /usr/local/bin/promtool && rm -rf $$d; }
+	@promtool --version | head -1
+
+test: redis-server promtool ## run every module's tests against private redis-servers; ends with "N passed, N failed, N skipped"
 	@$(GO) build -o $(BIN)/testsum ./tools/testsum
 	@set -o pipefail; status=0; \
-		{ for m in $(MODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; exit $$status; } \
+		{ for m in $(MODULES); do (cd $$m && $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; \
+		  for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) test -json $(GOTESTFLAGS) ./...) || status=1; done; exit $$status; } \
 		| $(BIN)/testsum
 
 test-race: redis-server ## the tests with the race detector
@@ -77,6 +93,7 @@ bench-fleet: build redis-server ## fleet simulator: 250k runners, 15 s heartbeat
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	@set -e; for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) vet ./...); done
 
 helm-lint: ## helm lint --strict of deploy/helm/yggdrasil (helm built from deploy/test's go.mod, no helm install needed)
 	@set -e; cd deploy/test; for v in redis.url=redis://redis:6379/0 redis.embedded.enabled=true; do \
@@ -84,6 +101,7 @@ helm-lint: ## helm lint --strict of deploy/helm/yggdrasil (helm built from deplo
 
 check: lint ## lint, import boundaries, and go mod tidy must change nothing
 	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
+	@set -e; for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
 	@bad=$$(cd shared && $(GO) list -deps ./... | grep -E 'yggdrasil/services/|gofiber|hibiken/asynq' || true); \
 		if [ -n "$$bad" ]; then echo "shared must not import services, fiber or asynq:"; echo "$$bad"; exit 1; fi
 	@bad=$$(cd shared && $(GO) list -deps ./wire | grep -E 'go-redis|gofiber|asynq' || true); \

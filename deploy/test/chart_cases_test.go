@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
 )
 
 // sentinelEnv are the Redis high-availability variables the chart renders
@@ -284,14 +286,78 @@ func TestChartMonitoring(t *testing.T) {
 			t.Errorf("Service %s port is named %q, want http", sname, s.Spec.Ports[0].Name)
 		}
 	}
+	// The PrometheusRule is deploy/prometheus/rules.yaml, the file promtool
+	// and the rule tests check, rule for rule.
 	pr, ok := r.prometheusRules[release+"-yggdrasil"]
-	if !ok || len(pr.Spec.Groups) == 0 || len(pr.Spec.Groups[0].Rules) < 3 {
-		t.Fatalf("PrometheusRule %+v", pr)
+	if !ok {
+		t.Fatalf("no PrometheusRule: %v", keys(r.prometheusRules))
 	}
-	for _, rule := range pr.Spec.Groups[0].Rules {
-		if rule.Alert == "" || !strings.Contains(rule.Expr, "yggdrasil_") || rule.Labels["severity"] == "" {
-			t.Errorf("rule %+v: want an alert on a yggdrasil_ metric with a severity", rule)
+	var want struct {
+		Groups json.RawMessage `json:"groups"`
+	}
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "prometheus", "rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(pr.Spec.Groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantV, gotV any
+	_ = json.Unmarshal(want.Groups, &wantV)
+	_ = json.Unmarshal(got, &gotV)
+	if d := cmp.Diff(wantV, gotV); d != "" || len(pr.Spec.Groups) < 4 {
+		t.Errorf("PrometheusRule groups differ from deploy/prometheus/rules.yaml (-file +chart):\n%s", d)
+	}
+	// The dashboard ConfigMap carries deploy/grafana/yggdrasil.json as is.
+	cm, ok := r.configMaps[release+"-yggdrasil-dashboard"]
+	if !ok {
+		t.Fatalf("no dashboard ConfigMap: %v", keys(r.configMaps))
+	}
+	if cm.Labels["grafana_dashboard"] != "1" || cm.Labels["team"] != "fleet" || cm.Annotations["grafana_folder"] != "Yggdrasil" {
+		t.Errorf("dashboard ConfigMap labels %v annotations %v", cm.Labels, cm.Annotations)
+	}
+	file, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "grafana", "yggdrasil.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(cm.Data["yggdrasil.json"]) != strings.TrimSpace(string(file)) {
+		t.Error("the dashboard ConfigMap is not deploy/grafana/yggdrasil.json")
+	}
+}
+
+// TestChartMonitoringPrefix: with another metricsPrefix the rules and the
+// dashboard name the metrics the services then export.
+func TestChartMonitoringPrefix(t *testing.T) {
+	r := mustRender(t, combinations["monitoring"]+"metricsPrefix: fleet_\n")
+	pr := r.prometheusRules[release+"-yggdrasil"]
+	if pr == nil {
+		t.Fatal("no PrometheusRule")
+	}
+	for _, g := range pr.Spec.Groups {
+		for _, rule := range g.Rules {
+			if strings.Contains(rule.Expr, "yggdrasil_") || !strings.Contains(rule.Expr, "fleet_") {
+				t.Errorf("%s: expr %q does not use the prefix fleet_", rule.Alert, rule.Expr)
+			}
 		}
+	}
+	if d := r.configMaps[release+"-yggdrasil-dashboard"].Data["yggdrasil.json"]; strings.Contains(d, "yggdrasil_") || !json.Valid([]byte(d)) {
+		t.Error("the dashboard keeps the default prefix, or is no longer JSON")
+	}
+}
+
+// TestChartMonitoringOff: by default neither the rules nor the dashboard
+// are rendered (the rule needs the Prometheus Operator's CRDs).
+func TestChartMonitoringOff(t *testing.T) {
+	r := mustRender(t, base)
+	if len(r.prometheusRules) != 0 {
+		t.Error("a PrometheusRule by default")
+	}
+	if _, ok := r.configMaps[release+"-yggdrasil-dashboard"]; ok {
+		t.Error("a dashboard ConfigMap by default")
 	}
 }
 
@@ -351,6 +417,7 @@ func TestChartRefuses(t *testing.T) {
 		"heartbeat above ttl":      {base + "heartbeatIntervalMs: 60000\n", "must be below"},
 		"secret in env":            {base + "api: {env: {API_KEYS: x}}\n", "api.env.API_KEYS"},
 		"log format in env":        {base + "sweeper: {env: {LOG_FORMAT: simple}}\n", "sweeper.env.LOG_FORMAT"},
+		"unknown dashboard key":    {base + "metrics: {grafanaDashboard: {enabled: true, folder: x}}\n", "folder"},
 	} {
 		t.Run(cname, func(t *testing.T) {
 			_, err := renderChart(t, tc.values)

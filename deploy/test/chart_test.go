@@ -225,6 +225,7 @@ api:
 metrics:
   serviceMonitor: {enabled: true, labels: {release: prom}}
   prometheusRule: {enabled: true}
+  grafanaDashboard: {enabled: true, labels: {team: fleet}, annotations: {grafana_folder: Yggdrasil}}
 `,
 	"existing secret": `
 existingSecret: ygg-keys

@@ -98,6 +98,7 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 	m := metrics.New(st, metrics.Options{
 		Prefix: cfg.MetricsPrefix, PerRunner: cfg.MetricsPerRunner,
 		CacheTTL: time.Duration(cfg.MetricsCacheMs) * time.Millisecond, Admission: svc.Admission,
+		BreakerOpen: breaker.Open, Collectors: []prometheus.Collector{conn.Metrics(cfg.MetricsPrefix)},
 	})
 	app := httpapi.NewApp(svc, a, m, log, httpapi.Options{
 		BodyLimit: cfg.BodyLimitBytes, ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.ServerWriteTimeout(),

@@ -56,6 +56,8 @@ func TestMetricsExposition(t *testing.T) {
 		"ygt_runners_unreachable 0",
 		"ygt_leases_active 2",
 		"ygt_tasks_dispatched_total 3",
+		`ygt_runner_registrations_total{kind="new"} 3`,
+		`ygt_runner_registrations_total{kind="returned"} 0`,
 		`ygt_tasks_completed_total{status="succeeded"} 1`,
 		`ygt_tasks_completed_total{status="failed"} 1`,
 		`ygt_tasks_completed_total{status="cancelled"} 0`,

@@ -27,6 +27,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/relay"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/httpmetrics"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 )
 
@@ -67,7 +68,8 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 		log.Warn("hooks: RUNNER_OFFLINE_HOOK_SECRET is empty: webhooks are sent unsigned (refused in production)")
 	}
 
-	m := metrics.New(cfg.MetricsPrefix)
+	m := metrics.New(cfg.MetricsPrefix, time.Duration(cfg.HookTimeoutMs)*time.Millisecond)
+	m.Registry.MustRegister(conn.Metrics(cfg.MetricsPrefix))
 	if opt.metrics != nil {
 		opt.metrics(m)
 	}
@@ -133,6 +135,7 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 		Handler: admin.Handler(admin.Config{
 			AdminKeys: cfg.AdminAPIKeys, Production: cfg.Production(), Ready: ready, MetricsToken: cfg.MetricsToken,
 			Registry: m.Registry, Inspector: inspector, Log: log,
+			HTTP: httpmetrics.New(m.Registry, cfg.MetricsPrefix),
 		}),
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, ReadTimeout: cfg.HTTP.ReadTimeout,
 		WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout, MaxHeaderBytes: 64 << 10,

@@ -25,6 +25,9 @@
 -- runner going offline, or re-registering with a new token, between the
 -- API's authentication and this script changes nothing: the state read here
 -- is the state written.
+-- The stats hash counts the registration as registrations:new (an unknown
+-- id), registrations:returned (a runner that was offline: with lease
+-- expiries, the mark of flapping) or registrations:renewed (a live one).
 -- A re-registration fails the runner's running tasks (they belonged to the
 -- previous incarnation, which can no longer report them); pending tasks stay.
 local t = redis.call('TIME')
@@ -47,6 +50,9 @@ if maxRunners > 0 and not live then
 end
 
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+local kind = 'new'
+if prevStatus == 'offline' then kind = 'returned' elseif live then kind = 'renewed' end
+redis.call('HINCRBY', KEYS[14], 'registrations:' .. kind, 1)
 local registeredAt = tonumber(prev[3]) or now
 local deadline = now + ttl
 

@@ -106,7 +106,7 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 
 	app.Get("/health", h.health)
 	app.Get("/ready", h.ready)
-	app.Get("/metrics", h.metricsAuth, adaptor.HTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})))
+	app.Get("/metrics", h.metricsAuth, adaptor.HTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})))
 	app.Get("/admission", h.admission)
 	app.Post("/version-check/:version", h.versionCheck)
 
@@ -468,7 +468,7 @@ func (h *Handlers) observe(c *fiber.Ctx) error {
 		route = r.Path
 	}
 	status := c.Response().StatusCode()
-	h.metrics.ObserveRequest(c.Method(), route, status, d)
+	h.metrics.ObserveRequest(c.UserContext(), c.Method(), route, status, d)
 	if span != nil {
 		h.endSpan(c, span, route, status)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -43,15 +44,31 @@ type Options struct {
 	CacheTTL  time.Duration
 	// Admission returns the current admission state (for the state gauge).
 	Admission func(ctx context.Context) wire.AdmissionState
-	Now       func() time.Time
+	// BreakerOpen reports whether the Redis breaker is open (for
+	// breaker_open); nil: no series.
+	BreakerOpen func() bool
+	// Collectors are registered too (the Redis command metrics of the
+	// store's Conn).
+	Collectors []prometheus.Collector
+	Now        func() time.Time
 }
 
 // Metrics is the registry plus the HTTP instruments.
 type Metrics struct {
-	Registry *prometheus.Registry
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	Registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	heartbeat prometheus.Histogram
 }
+
+// HeartbeatRoute is the route whose requests heartbeat_duration_seconds
+// times.
+const HeartbeatRoute = "/runners/heartbeat"
+
+// heartbeatBuckets are ms-scale: a heartbeat is one script on loopback
+// Redis (well under 1 ms) plus HTTP; the upper buckets catch a slow Redis
+// or the overload queue (OVERLOAD_QUEUE_MS).
+var heartbeatBuckets = []float64{.00025, .0005, .001, .002, .003, .005, .0075, .01, .025, .05, .1, .25, .5, 1, 2.5}
 
 // New builds the registry.
 func New(src Source, o Options) *Metrics {
@@ -68,8 +85,12 @@ func New(src Source, o Options) *Metrics {
 			Name: o.Prefix + "http_request_duration_seconds", Help: "HTTP request duration by method and route template.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"method", "route"}),
+		heartbeat: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: o.Prefix + "heartbeat_duration_seconds", Help: "Heartbeat request duration as the API served it (any status); exemplars carry the trace id.",
+			Buckets: heartbeatBuckets,
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration,
+	reg.MustRegister(m.requests, m.duration, m.heartbeat,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newFleet(src, o.Prefix),
@@ -79,16 +100,36 @@ func New(src Source, o Options) *Metrics {
 			"Admission state: 1 for the current state.", []string{"state"}, nil),
 			admitting: prometheus.NewDesc(o.Prefix+"admission_admitting", "1 when registrations are admitted.", nil, nil)})
 	}
+	if o.BreakerOpen != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: o.Prefix + "breaker_open", Help: "1 while this replica's Redis breaker is open or half-open (registrations refused).",
+		}, func() float64 {
+			if o.BreakerOpen() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	reg.MustRegister(o.Collectors...)
 	if o.PerRunner {
 		reg.MustRegister(newPerRunner(src, o.Prefix, o.CacheTTL, o.Now))
 	}
 	return m
 }
 
-// ObserveRequest records one HTTP request.
-func (m *Metrics) ObserveRequest(method, route string, status int, d time.Duration) {
+// ObserveRequest records one HTTP request; a heartbeat is also timed in
+// heartbeat_duration_seconds, with the trace of ctx's sampled span as its
+// exemplar (served with OpenMetrics only).
+func (m *Metrics) ObserveRequest(ctx context.Context, method, route string, status int, d time.Duration) {
 	m.requests.WithLabelValues(method, route, statusLabel(status)).Inc()
 	m.duration.WithLabelValues(method, route).Observe(d.Seconds())
+	if route == HeartbeatRoute && method == "POST" {
+		if ex := telemetry.Exemplar(ctx); ex != nil {
+			m.heartbeat.(prometheus.ExemplarObserver).ObserveWithExemplar(d.Seconds(), ex)
+		} else {
+			m.heartbeat.Observe(d.Seconds())
+		}
+	}
 }
 
 func statusLabel(s int) string {
@@ -107,7 +148,7 @@ type fleet struct {
 	src                                              Source
 	registered, online, offline, unreachable, leases *prometheus.Desc
 	quarantined, dispatched, completed, transitions  *prometheus.Desc
-	up                                               *prometheus.Desc
+	registrations, up                                *prometheus.Desc
 }
 
 func newFleet(src Source, p string) *fleet {
@@ -115,22 +156,23 @@ func newFleet(src Source, p string) *fleet {
 		return prometheus.NewDesc(p+name, help, labels, nil)
 	}
 	return &fleet{
-		src:         src,
-		registered:  d("runners_registered", "Runners ever registered (all statuses)."),
-		online:      d("runners_online", "Runners holding a lease."),
-		offline:     d("runners_offline", "Runners offline."),
-		unreachable: d("runners_unreachable", "Runners quarantined as unreachable."),
-		leases:      d("leases_active", "Live leases in the deadline index (the fleet count; runner_leases is per runner)."),
-		quarantined: d("runners_quarantined", "Runners in the quarantine set."),
-		dispatched:  d("tasks_dispatched_total", "Tasks dispatched, fleet-wide."),
-		completed:   d("tasks_completed_total", "Tasks finished, fleet-wide, by final status.", "status"),
-		transitions: d("runner_transitions_total", "Runner offline transitions, fleet-wide, by reason.", "reason"),
-		up:          d("store_up", "1 when the last scrape could read Redis."),
+		src:           src,
+		registered:    d("runners_registered", "Runners ever registered (all statuses)."),
+		online:        d("runners_online", "Runners holding a lease."),
+		offline:       d("runners_offline", "Runners offline."),
+		unreachable:   d("runners_unreachable", "Runners quarantined as unreachable."),
+		leases:        d("leases_active", "Live leases in the deadline index (the fleet count; runner_leases is per runner)."),
+		quarantined:   d("runners_quarantined", "Runners in the quarantine set."),
+		dispatched:    d("tasks_dispatched_total", "Tasks dispatched, fleet-wide."),
+		completed:     d("tasks_completed_total", "Tasks finished, fleet-wide, by final status.", "status"),
+		transitions:   d("runner_transitions_total", "Runner offline transitions, fleet-wide, by reason.", "reason"),
+		up:            d("store_up", "1 when the last scrape could read Redis."),
+		registrations: d("runner_registrations_total", "Registrations, fleet-wide, by kind: new, returned (the runner was offline), renewed (it was live).", "kind"),
 	}
 }
 
 func (f *fleet) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{f.registered, f.online, f.offline, f.unreachable, f.leases, f.quarantined, f.dispatched, f.completed, f.transitions, f.up} {
+	for _, d := range []*prometheus.Desc{f.registered, f.online, f.offline, f.unreachable, f.leases, f.quarantined, f.dispatched, f.completed, f.transitions, f.registrations, f.up} {
 		ch <- d
 	}
 }
@@ -161,6 +203,9 @@ func (f *fleet) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(f.dispatched, prometheus.CounterValue, float64(stats["tasks_dispatched"]))
 	for _, s := range []wire.TaskStatus{wire.TaskSucceeded, wire.TaskFailed, wire.TaskCancelled} {
 		ch <- prometheus.MustNewConstMetric(f.completed, prometheus.CounterValue, float64(stats["tasks_completed:"+string(s)]), string(s))
+	}
+	for _, kind := range []string{"new", "returned", "renewed"} {
+		ch <- prometheus.MustNewConstMetric(f.registrations, prometheus.CounterValue, float64(stats["registrations:"+kind]), kind)
 	}
 	for k, v := range stats {
 		if reason, ok := strings.CutPrefix(k, "transitions:"); ok && reason != "" && len(reason) <= 64 {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
+	"github.com/yggdrasil-cp/yggdrasil/shared/httpmetrics"
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -41,8 +42,10 @@ type Config struct {
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
 	Registry     *prometheus.Registry
-	Inspector    *asynq.Inspector
-	Log          *slog.Logger
+	// HTTP, when set, records every request by route template.
+	HTTP      *httpmetrics.Metrics
+	Inspector *asynq.Inspector
+	Log       *slog.Logger
 }
 
 type server struct {
@@ -58,10 +61,13 @@ func Handler(cfg Config) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /ready", s.ready)
-	mux.Handle("GET /metrics", keyauth.RequireBearer(cfg.MetricsToken, promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+	mux.Handle("GET /metrics", keyauth.RequireBearer(cfg.MetricsToken, promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry, EnableOpenMetrics: true})))
 	mux.HandleFunc("GET /deliveries/archived", s.admin(s.listArchived))
 	mux.HandleFunc("POST /deliveries/archived/retry", s.admin(s.retryAll))
 	mux.HandleFunc("POST /deliveries/archived/{id}/retry", s.admin(s.retryOne))
+	if cfg.HTTP != nil {
+		return cfg.HTTP.Wrap(problem.Mux(mux))
+	}
 	return problem.Mux(mux)
 }
 

@@ -90,7 +90,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	start := h.now()
 	status, hdr, sendErr := h.send(ctx, p, start)
 	elapsed := h.now().Sub(start)
-	h.metrics.Latency.Observe(elapsed.Seconds())
+	h.metrics.ObserveLatency(ctx, elapsed)
 
 	var result error
 	if sendErr != nil {

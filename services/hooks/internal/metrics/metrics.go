@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
 // Delivery outcomes (the outcome label of deliveries_total).
@@ -43,7 +44,8 @@ type Metrics struct {
 	// Deliveries counts delivery attempts by outcome and status class
 	// (2xx, 3xx, 4xx, 5xx, network).
 	Deliveries *prometheus.CounterVec
-	// Latency is the duration of one delivery attempt (the HTTP exchange).
+	// Latency is the duration of one delivery attempt (the HTTP exchange);
+	// observe it with ObserveLatency for the exemplar.
 	Latency prometheus.Histogram
 	// Attempts is the number of attempts a delivery took, observed once on
 	// its final outcome (delivered, failed or exhausted).
@@ -57,9 +59,28 @@ type Metrics struct {
 	Trimmed prometheus.Counter
 }
 
+// latencyBuckets are the delivery_duration_seconds buckets for a hook
+// timeout: 5 ms up to the timeout itself, since no attempt lasts longer (a
+// receiver that does not answer in time is cut at HOOK_TIMEOUT_MS and lands
+// in the last bucket).
+func latencyBuckets(timeout time.Duration) []float64 {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	top := timeout.Seconds()
+	var out []float64
+	for _, b := range []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60, 120} {
+		if b < top {
+			out = append(out, b)
+		}
+	}
+	return append(out, top)
+}
+
 // New registers the instruments on a new registry; every name starts with
-// prefix + "hooks_".
-func New(prefix string) *Metrics {
+// prefix + "hooks_". hookTimeout (HOOK_TIMEOUT_MS) bounds the delivery
+// latency buckets.
+func New(prefix string, hookTimeout time.Duration) *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p := prefix + "hooks_"
@@ -69,8 +90,8 @@ func New(prefix string) *Metrics {
 			Name: p + "deliveries_total", Help: "Webhook delivery attempts by outcome and HTTP status class.",
 		}, []string{"outcome", "status_class"}),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: p + "delivery_duration_seconds", Help: "Duration of one webhook delivery attempt.",
-			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+			Name: p + "delivery_duration_seconds", Help: "Duration of one webhook delivery attempt; exemplars carry the attempt's trace id.",
+			Buckets: latencyBuckets(hookTimeout),
 		}),
 		Attempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: p + "delivery_attempts", Help: "Attempts a delivery took, observed on its final outcome.",
@@ -87,8 +108,32 @@ func New(prefix string) *Metrics {
 			Name: p + "outbox_trimmed_total", Help: "Outbox entries trimmed after every delivery task was enqueued.",
 		}),
 	}
+	// Every outcome's series exists from the start, so that rate() and the
+	// alerts on failures see 0 rather than nothing.
+	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed, OutcomeExhausted} {
+		for _, c := range []string{"2xx", "3xx", "4xx", "5xx", "network"} {
+			m.Deliveries.WithLabelValues(o, c)
+		}
+	}
+	for _, o := range []string{OutcomeDelivered, OutcomeFailed, OutcomeExhausted} {
+		m.Attempts.WithLabelValues(o)
+	}
+	for _, r := range []string{RelayEnqueued, RelayDuplicate, RelayMalformed, RelayFiltered, RelayHooksOff} {
+		m.RelayEvents.WithLabelValues(r)
+	}
 	reg.MustRegister(m.Deliveries, m.Latency, m.Attempts, m.EventAge, m.RelayEvents, m.Trimmed)
 	return m
+}
+
+// ObserveLatency records one attempt's duration, with the trace of ctx's
+// sampled span (the attempt's) as the exemplar: served with OpenMetrics, a
+// slow bucket leads to the trace of a delivery that landed in it.
+func (m *Metrics) ObserveLatency(ctx context.Context, d time.Duration) {
+	if ex := telemetry.Exemplar(ctx); ex != nil {
+		m.Latency.(prometheus.ExemplarObserver).ObserveWithExemplar(d.Seconds(), ex)
+		return
+	}
+	m.Latency.Observe(d.Seconds())
 }
 
 // StatusClass is the status_class label of an HTTP status (0 = network error).

@@ -68,7 +68,7 @@ func TestTracedDelivery(t *testing.T) {
 	rl := relay.New(relay.Config{
 		URLs: []string{hookURL}, MaxRetry: 3, Timeout: 2 * time.Second, Retention: time.Minute, ClaimIdle: time.Minute,
 		Block: 50 * time.Millisecond, TracerProvider: tp, Propagator: telemetry.Propagator(),
-	}, store.NewOutboxReader(store.Wrap(rdb), "hooks", "test"), q, metrics.New("test_"), logging.Discard())
+	}, store.NewOutboxReader(store.Wrap(rdb), "hooks", "test"), q, metrics.New("test_", 2*time.Second), logging.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rl.Run(ctx) }()
@@ -83,7 +83,7 @@ func TestTracedDelivery(t *testing.T) {
 		t.Fatalf("relay: %v", err)
 	}
 
-	h := delivery.NewHandler(&delivery.Signer{}, 2*time.Second, 1, metrics.New("test_"), logging.Discard(),
+	h := delivery.NewHandler(&delivery.Signer{}, 2*time.Second, 1, metrics.New("test_", 2*time.Second), logging.Discard(),
 		delivery.WithTracing(tp, telemetry.Propagator()))
 	t.Cleanup(h.Close)
 	var re *delivery.RetryableError

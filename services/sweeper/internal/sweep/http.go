@@ -23,10 +23,10 @@ func (s *Service) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /ready", s.ready)
-	mux.Handle("GET /metrics", keyauth.RequireBearer(s.cfg.MetricsToken, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	mux.Handle("GET /metrics", keyauth.RequireBearer(s.cfg.MetricsToken, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	mux.HandleFunc("GET /quarantine", s.quarantineState)
 	mux.HandleFunc("POST /quarantine/release", s.release)
-	return problem.Mux(mux)
+	return s.http.Wrap(problem.Mux(mux))
 }
 
 func (s *Service) ready(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
 // metrics are the sweeper's series, on a private registry (several services
@@ -34,10 +35,19 @@ type metrics struct {
 	graceRearmed     prometheus.Counter
 }
 
-// lagBuckets run from 1 ms to 10 s, fine-grained below the 100 ms tick.
+// lagBuckets run from 1 ms to 60 s, fine-grained below the 100 ms tick;
+// the upper ones catch a sweeper that fell behind (a stopped replica, a
+// Redis outage, a mass expiry worked off in batches).
 var lagBuckets = []float64{
 	0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2,
-	0.3, 0.5, 0.75, 1, 2, 3, 5, 7.5, 10,
+	0.3, 0.5, 0.75, 1, 2, 3, 5, 7.5, 10, 15, 30, 60,
+}
+
+// errorOps are the op labels of sweep_errors_total (Service.fail), created
+// at start so that rate() and the alerts see 0 rather than no series.
+var errorOps = []string{
+	"sweep", "expire", "forget", "quarantine", "release", "task_timeout", "subscribe",
+	"outage_check", "outage_record", "outage_grace", "backfill_offline_since", "purge", "trim_task_index",
 }
 
 func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
@@ -142,6 +152,16 @@ func newMetrics(reg prometheus.Registerer, prefix string) *metrics {
 	}
 	for _, by := range []trigger{byTick, byDeadline, byEvent} {
 		m.scans.WithLabelValues(string(by))
+	}
+	m.transitions.WithLabelValues(wire.ReasonLeaseExpired)
+	for _, r := range []string{store.QuarantineRecovered, store.QuarantineOperator, store.QuarantineHoldExpired} {
+		m.qExits.WithLabelValues(r)
+	}
+	for _, was := range []wire.TaskStatus{wire.TaskPending, wire.TaskRunning} {
+		m.taskTimeouts.WithLabelValues(string(was))
+	}
+	for _, op := range errorOps {
+		m.errors.WithLabelValues(op)
 	}
 	reg.MustRegister(m.transitions, m.lag, m.eventsReceived, m.eventTrans, m.indexTrans,
 		m.leaseAlive, m.alreadyOffline, m.quarantineActive, m.quarantined, m.qEntries, m.qExits, m.qRunners,

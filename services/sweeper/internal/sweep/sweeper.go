@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
+	"github.com/yggdrasil-cp/yggdrasil/shared/httpmetrics"
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -48,6 +50,7 @@ type Service struct {
 	st     *store.Store
 	log    *slog.Logger
 	reg    *prometheus.Registry
+	http   *httpmetrics.Metrics
 	m      *metrics
 	policy store.MassExpiryPolicy
 	// tracer records a span for each sweep that changed something (never
@@ -82,8 +85,10 @@ func New(cfg config.Sweeper, conn *store.Conn, log *slog.Logger) (*Service, erro
 			"silent_after_ms", cfg.SilentAfter().Milliseconds())
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(conn.Metrics(cfg.MetricsPrefix),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &Service{
-		cfg: cfg, log: log, reg: reg,
+		cfg: cfg, log: log, reg: reg, http: httpmetrics.New(reg, cfg.MetricsPrefix),
 		st: store.New(conn, store.OptionsFrom(cfg.Fleet)),
 		m:  newMetrics(reg, cfg.MetricsPrefix),
 		policy: store.MassExpiryPolicy{
