@@ -172,6 +172,8 @@ type hookReceiver struct {
 type receivedEvent struct {
 	Type string
 	Data wire.RunnerEventData
+	// Traceparent is the delivery request's traceparent header.
+	Traceparent string
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
@@ -186,7 +188,7 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 		var data wire.RunnerEventData
 		_ = json.Unmarshal(ev.Data, &data)
 		h.mu.Lock()
-		h.events = append(h.events, receivedEvent{Type: ev.Type, Data: data})
+		h.events = append(h.events, receivedEvent{Type: ev.Type, Data: data, Traceparent: r.Header.Get("traceparent")})
 		h.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -213,6 +215,8 @@ type cluster struct {
 	url     string
 	apiEnv  map[string]string
 	api     *proc
+	sweeper *proc
+	hooksP  *proc
 	hooks   *hookReceiver
 	op      *client.Client
 	leaseMs int
@@ -222,6 +226,8 @@ type clusterOpts struct {
 	leaseTTLMs, heartbeatMs int
 	// apiEnv overrides bin/api's environment (an empty value unsets).
 	apiEnv map[string]string
+	// env is added to every service's environment (api, sweeper, hooks).
+	env map[string]string
 }
 
 func startCluster(t *testing.T, o clusterOpts) *cluster {
@@ -232,17 +238,17 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	srv, _ := redistest.Start(t)
 	c := &cluster{t: t, redis: srv, apiPort: freePort(t), hooks: newHookReceiver(t), leaseMs: o.leaseTTLMs}
 	c.url = "http://127.0.0.1:" + strconv.Itoa(c.apiPort)
-	common := map[string]string{"REDIS_URL": srv.URL(), "LOG_LEVEL": "info"}
+	common := merge(map[string]string{"REDIS_URL": srv.URL(), "LOG_LEVEL": "info"}, o.env)
 	c.apiEnv = merge(common, map[string]string{
 		"PORT": strconv.Itoa(c.apiPort), "API_KEYS": runnerKey, "ADMIN_API_KEYS": operatorKey,
 		"LEASE_TTL_MS": strconv.Itoa(o.leaseTTLMs), "HEARTBEAT_INTERVAL_MS": strconv.Itoa(o.heartbeatMs),
 	}, o.apiEnv)
 	c.startAPI()
-	startProc(t, "sweeper", binary(t, "sweeper"), merge(common, map[string]string{
+	c.sweeper = startProc(t, "sweeper", binary(t, "sweeper"), merge(common, map[string]string{
 		"PORT": strconv.Itoa(freePort(t)), "LEASE_TTL_MS": strconv.Itoa(o.leaseTTLMs), "SWEEP_INTERVAL_MS": "100",
 		"HEARTBEAT_INTERVAL_MS": strconv.Itoa(o.heartbeatMs), "MASS_EXPIRY_PERCENT": "100", "TASK_TIMEOUT_GRACE_MS": "500",
 	}))
-	startProc(t, "hooks", binary(t, "hooks"), merge(common, map[string]string{
+	c.hooksP = startProc(t, "hooks", binary(t, "hooks"), merge(common, map[string]string{
 		"PORT": strconv.Itoa(freePort(t)), "RUNNER_OFFLINE_HOOK": c.hooks.srv.URL,
 		"HOOK_BACKOFF_BASE_MS": "200", "HOOK_BACKOFF_MAX_MS": "1000", "HOOK_POLL_INTERVAL_MS": "50",
 		"HOOK_RETRY_CHECK_MS": "100",

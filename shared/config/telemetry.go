@@ -41,6 +41,9 @@ type Telemetry struct {
 	Compression string `env:"OTEL_EXPORTER_OTLP_COMPRESSION"`
 	// TimeoutMs (OTEL_EXPORTER_OTLP_TIMEOUT, default 10000): per export.
 	TimeoutMs int64 `env:"OTEL_EXPORTER_OTLP_TIMEOUT"`
+	// BatchDelayMs (OTEL_BSP_SCHEDULE_DELAY, default 5000): the longest a
+	// finished span waits in the batch processor before it is exported.
+	BatchDelayMs int64 `env:"OTEL_BSP_SCHEDULE_DELAY"`
 	// Exporter (OTEL_TRACES_EXPORTER, default otlp): otlp or none.
 	Exporter string `env:"OTEL_TRACES_EXPORTER"`
 	// ServiceName (OTEL_SERVICE_NAME, default yggdrasil-<service>): the
@@ -75,7 +78,7 @@ const (
 // serviceName (yggdrasil-api, yggdrasil-sweeper, yggdrasil-hooks).
 func DefaultTelemetry(serviceName string) Telemetry {
 	return Telemetry{
-		Protocol: "http/protobuf", Compression: "none", TimeoutMs: 10000, Exporter: "otlp",
+		Protocol: "http/protobuf", Compression: "none", TimeoutMs: 10000, BatchDelayMs: 5000, Exporter: "otlp",
 		ServiceName: serviceName, Sampler: SamplerParentTraceIDRatio,
 	}
 }
@@ -189,6 +192,9 @@ func (c Telemetry) Validate() error {
 	}
 	if c.TimeoutMs < 1 {
 		errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_TIMEOUT: %d is below 1 ms", c.TimeoutMs))
+	}
+	if c.BatchDelayMs < 1 {
+		errs = append(errs, fmt.Errorf("OTEL_BSP_SCHEDULE_DELAY: %d is below 1 ms", c.BatchDelayMs))
 	}
 	switch strings.ToLower(c.Exporter) {
 	case "otlp", "none":

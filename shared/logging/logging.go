@@ -148,6 +148,8 @@ func Open(cfg Config) (*slog.Logger, io.Closer, error) {
 
 // NewTo returns a logger writing cfg's level and format to every w (its
 // Transports are ignored): one handler per writer, fanned out when several.
+// A record logged with a context carrying a span gets trace_id and span_id
+// (WithTrace).
 func NewTo(cfg Config, ws ...io.Writer) (*slog.Logger, error) {
 	lvl, err := ParseLevel(cfg.Level)
 	if err != nil {
@@ -169,9 +171,9 @@ func NewTo(cfg Config, ws ...io.Writer) (*slog.Logger, error) {
 	case 0:
 		return Discard(), nil
 	case 1:
-		return slog.New(hs[0]), nil
+		return slog.New(WithTrace(hs[0])), nil
 	}
-	return slog.New(slog.NewMultiHandler(hs...)), nil
+	return slog.New(WithTrace(slog.NewMultiHandler(hs...))), nil
 }
 
 // Discard is a logger that writes nothing, for tests.

@@ -135,7 +135,8 @@ type outboxData struct {
 }
 
 // DecodeEvent turns one outbox stream entry into the Event webhook consumers
-// receive. The entry id becomes the event id.
+// receive. The entry id becomes the event id; the entry's traceparent
+// becomes Traceparent (not part of the webhook body).
 func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	typ, _ := msg.Values["type"].(string)
 	ts, _ := msg.Values["ts"].(string)
@@ -159,7 +160,8 @@ func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	if err != nil {
 		return wire.Event{}, fmt.Errorf("store: outbox entry %s: %w", msg.ID, err)
 	}
-	ev := wire.Event{ID: msg.ID, Type: typ, Data: body}
+	tp, _ := msg.Values["traceparent"].(string)
+	ev := wire.Event{ID: msg.ID, Type: typ, Data: body, Traceparent: tp}
 	if t := msTime(ts); t != nil {
 		ev.Timestamp = *t
 	}

@@ -13,7 +13,10 @@ const prefix = "{ygg}:"
 // labels (JSON), capacity, status, epoch, tokenHash, registeredAt,
 // lastHeartbeat, leaseExpiresAt (ms), resources (JSON), tasksRunning,
 // pendingUpdate (JSON), offlineReason, offlineAt, unreachableAt (ms),
-// startedAt (ms: the process start the runner's heartbeats report).
+// startedAt (ms: the process start the runner's heartbeats report),
+// heartbeatTraceparent (W3C traceparent of the server span of the request
+// that last renewed the lease, a heartbeat or the registration; "" when
+// tracing is off: the span an offline transition links to).
 func RunnerKey(id string) string { return prefix + "runner:" + id }
 
 // LeaseKey is a runner's lease. STRING holding the epoch, with a PX TTL: its
@@ -91,7 +94,9 @@ func IdempotencyKey(runnerID, key string) string {
 }
 
 // OutboxKey is the durable outbox of lifecycle events read by the hooks
-// relay. STREAM: fields type, ts (ms), data (JSON).
+// relay. STREAM: fields type, ts (ms), data (JSON), traceparent (W3C
+// traceparent of the span that wrote the event, "" when none: the
+// transition's, the registering or recovering heartbeat request's).
 func OutboxKey() string { return prefix + "outbox" }
 
 // StatsKey holds fleet-wide counters. HASH: tasks_dispatched,

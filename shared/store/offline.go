@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -21,11 +22,15 @@ type Transition struct {
 	LeaseExpiredAt time.Time
 	At             time.Time
 	FailedTaskIDs  []string
+	// HeartbeatTraceparent is the traceparent the runner's last lease
+	// renewal stored ("" when none): the span the transition links to.
+	HeartbeatTraceparent string
 }
 
 // Deregister takes a runner offline at its own request (reason
 // "deregistered"), failing its unfinished tasks and recording one
-// runner.offline event. Epoch 0 skips the epoch check.
+// runner.offline event, which carries the traceparent of ctx's span (the
+// transition's). Epoch 0 skips the epoch check.
 func (s *Store) Deregister(ctx context.Context, runnerID string, epoch int64, why string) (Transition, error) {
 	msg := fmt.Sprintf(deregisteredTaskErrorFmt, why)
 	if why == "" {
@@ -42,6 +47,10 @@ func (s *Store) ExpireLease(ctx context.Context, runnerID string) (Transition, e
 	return s.offline(ctx, runnerID, wire.ReasonLeaseExpired, 0, true, leaseExpiredTaskError)
 }
 
+// offline.lua's reply on a transition: {0, epoch, deadline, now, failed,
+// heartbeat traceparent}.
+const offlineReplyLen = 6
+
 // offline.lua's return codes (see its header).
 const (
 	offlineDone       = 0
@@ -52,7 +61,8 @@ const (
 )
 
 func (s *Store) offline(ctx context.Context, id, reason string, epoch int64, checkLease bool, taskErr string) (Transition, error) {
-	res, err := offlineScript.Run(ctx, s.rdb, offlineKeys(id), s.offlineArgs(id, reason, epoch, checkLease, taskErr)...).Slice()
+	args := s.offlineArgs(id, reason, epoch, checkLease, taskErr, telemetry.Traceparent(ctx))
+	res, err := offlineScript.Run(ctx, s.rdb, offlineKeys(id), args...).Slice()
 	if err != nil {
 		return Transition{}, fmt.Errorf("store: offline %s (%s): %w", id, reason, err)
 	}
@@ -70,13 +80,14 @@ func offlineKeys(id string) []string {
 	}
 }
 
-// offlineArgs are the ARGV of offline.lua.
-func (s *Store) offlineArgs(id, reason string, epoch int64, checkLease bool, taskErr string) []any {
+// offlineArgs are the ARGV of offline.lua; traceparent is the transition
+// span's, carried by the event.
+func (s *Store) offlineArgs(id, reason string, epoch int64, checkLease bool, taskErr, traceparent string) []any {
 	check := "0"
 	if checkLease {
 		check = "1"
 	}
-	return []any{id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds()}
+	return []any{id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds(), traceparent}
 }
 
 // decodeOffline turns offline.lua's reply into a Transition or a sentinel error.
@@ -94,7 +105,7 @@ func decodeOffline(id string, epoch int64, res []any) (Transition, error) {
 	default:
 		return Transition{}, fmt.Errorf("store: offline %s: %w", id, errUnexpectedResponse)
 	}
-	if len(res) < 5 {
+	if len(res) < offlineReplyLen {
 		return Transition{}, fmt.Errorf("store: offline %s: %w", id, errUnexpectedResponse)
 	}
 	return Transition{
@@ -103,6 +114,8 @@ func decodeOffline(id string, epoch int64, res []any) (Transition, error) {
 		LeaseExpiredAt: time.UnixMilli(toInt(res[2])).UTC(),
 		At:             time.UnixMilli(toInt(res[3])).UTC(),
 		FailedTaskIDs:  toStrings(res[4]),
+
+		HeartbeatTraceparent: toString(res[5]),
 	}, nil
 }
 
@@ -119,12 +132,23 @@ type ExpireResult struct {
 // due leases, and the quarantined runners it releases (a runner that
 // heartbeated in the meantime answers ErrLeaseAlive and stays online).
 func (s *Store) ExpireLeases(ctx context.Context, ids []string) []ExpireResult {
+	return s.ExpireLeasesTraced(ctx, ids, nil)
+}
+
+// ExpireLeasesTraced is ExpireLeases where the event of ids[i] carries
+// traceparents[i], the traceparent of that runner's transition span (nil or
+// "": none).
+func (s *Store) ExpireLeasesTraced(ctx context.Context, ids, traceparents []string) []ExpireResult {
 	out := make([]ExpireResult, len(ids))
 	calls := make([]scriptCall, len(ids))
 	for i, id := range ids {
+		tp := ""
+		if i < len(traceparents) {
+			tp = traceparents[i]
+		}
 		calls[i] = scriptCall{
 			keys: offlineKeys(id),
-			args: s.offlineArgs(id, wire.ReasonLeaseExpired, 0, true, leaseExpiredTaskError),
+			args: s.offlineArgs(id, wire.ReasonLeaseExpired, 0, true, leaseExpiredTaskError, tp),
 		}
 	}
 	cmds := s.runPipelined(ctx, offlineScript, calls)

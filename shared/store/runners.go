@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -64,7 +65,9 @@ const (
 	setFieldsNotFound = 1
 )
 
-// Register registers p.ID, or brings it back under a new epoch. It returns
+// Register registers p.ID, or brings it back under a new epoch; ctx's span
+// becomes the runner's heartbeatTraceparent and the runner.registered
+// event's trace context. It returns
 // ErrFleetFull when MaxRunners live runners exist already, and ErrRunnerLive
 // when p.ID is live and the caller holds none of its credentials.
 func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo, Lease, error) {
@@ -86,7 +89,7 @@ func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo
 	res, err := registerScript.Run(ctx, s.rdb, keys,
 		p.ID, p.Name, p.Version, p.Realm, p.Endpoint, labels, p.Capacity,
 		p.TokenHash, p.LeaseTTL.Milliseconds(), p.MaxRunners, RealmIndexPrefix, TaskKeyPrefix,
-		boolArg(p.ActsForAnyRunner), p.CallerTokenHash,
+		boolArg(p.ActsForAnyRunner), p.CallerTokenHash, telemetry.Traceparent(ctx),
 	).Slice()
 	if err != nil {
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, err)
@@ -133,7 +136,9 @@ type HeartbeatResult struct {
 	CancelTaskIDs []string
 }
 
-// Heartbeat renews a lease. It returns ErrRunnerNotFound, ErrRunnerOffline or
+// Heartbeat renews a lease, storing the traceparent of ctx's span (the
+// request's) as the runner's heartbeatTraceparent, the span an offline
+// transition links to. It returns ErrRunnerNotFound, ErrRunnerOffline or
 // ErrStaleEpoch when the runner must register (again).
 func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResult, error) {
 	resources := ""
@@ -161,6 +166,7 @@ func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResu
 	res, err := heartbeatScript.Run(ctx, s.rdb, keys,
 		id, p.Epoch, p.LeaseTTL.Milliseconds(), string(p.Activity), resources, tasksRunning, p.Version,
 		TaskKeyPrefix, s.opts.MaxTasksPerReply, s.opts.CancelRetention.Milliseconds(), startedAt,
+		telemetry.Traceparent(ctx),
 	).Slice()
 	if err != nil {
 		return HeartbeatResult{}, fmt.Errorf("store: heartbeat %s: %w", id, err)

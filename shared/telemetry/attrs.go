@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"log/slog"
 	"net/url"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -19,6 +18,25 @@ const (
 	AttrEventID         = attribute.Key("yggdrasil.event.id")
 	AttrDeliveryAttempt = attribute.Key("yggdrasil.delivery.attempt")
 	AttrDeliveryOutcome = attribute.Key("yggdrasil.delivery.outcome")
+	AttrLeaseEpoch      = attribute.Key("yggdrasil.lease.epoch")
+	// AttrTransitionReason is the offline reason the event carries
+	// (lease_expired, deregistered); AttrTransitionTrigger what took the
+	// runner offline (lease_expiry, deregistration, quarantine_release).
+	AttrTransitionReason  = attribute.Key("yggdrasil.transition.reason")
+	AttrTransitionTrigger = attribute.Key("yggdrasil.transition.trigger")
+	// AttrTransitionLatenessMs is the transition time minus the lease
+	// deadline, in ms (Redis time on both sides).
+	AttrTransitionLatenessMs = attribute.Key("yggdrasil.transition.lateness_ms")
+	AttrTransitionOutcome    = attribute.Key("yggdrasil.transition.outcome")
+	// AttrLinkKind says what a link points at (last_heartbeat).
+	AttrLinkKind = attribute.Key("yggdrasil.link.kind")
+)
+
+// Transition triggers (AttrTransitionTrigger).
+const (
+	TriggerLeaseExpiry       = "lease_expiry"
+	TriggerDeregistration    = "deregistration"
+	TriggerQuarantineRelease = "quarantine_release"
 )
 
 // TraceID returns the trace id of the span in ctx, "" when there is none.
@@ -28,16 +46,6 @@ func TraceID(ctx context.Context) string {
 		return ""
 	}
 	return sc.TraceID().String()
-}
-
-// LogAttr is the slog attribute trace_id of ctx's span, and false when ctx
-// carries none.
-func LogAttr(ctx context.Context) (slog.Attr, bool) {
-	id := TraceID(ctx)
-	if id == "" {
-		return slog.Attr{}, false
-	}
-	return slog.String("trace_id", id), true
 }
 
 // redactedEndpoint is a URL fit for a log line: scheme, host and path only.

@@ -99,7 +99,7 @@ func Setup(ctx context.Context, cfg config.Telemetry) (*Telemetry, error) {
 		sdktrace.WithBatcher(exp,
 			sdktrace.WithMaxQueueSize(sdktrace.DefaultMaxQueueSize),
 			sdktrace.WithMaxExportBatchSize(sdktrace.DefaultMaxExportBatchSize),
-			sdktrace.WithBatchTimeout(sdktrace.DefaultScheduleDelay*time.Millisecond),
+			sdktrace.WithBatchTimeout(time.Duration(cfg.BatchDelayMs)*time.Millisecond),
 			sdktrace.WithExportTimeout(time.Duration(cfg.TimeoutMs)*time.Millisecond),
 		),
 	)

@@ -26,6 +26,11 @@ type Event struct {
 	Type      string          `json:"type"`
 	Timestamp time.Time       `json:"timestamp"`
 	Data      json.RawMessage `json:"data"`
+	// Traceparent is the W3C traceparent of the span that recorded the
+	// event (the offline transition's, the registering or recovering
+	// request's), "" when none. Not in the webhook body: the delivery sends
+	// it as the request's own traceparent header, in that trace.
+	Traceparent string `json:"-"`
 }
 
 // EventRunner identifies the runner an event is about.

@@ -89,6 +89,7 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 	svc, err := runners.New(st, runners.Config{
 		LeaseTTL: cfg.LeaseTTL(), HeartbeatInterval: cfg.HeartbeatInterval(), MaxRunners: cfg.MaxRunners,
 		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: cfg.LongPollMax(), CountsCacheTTL: cfg.CountsCacheTTL,
+		TracerProvider: o.tp,
 	}, hub, breaker, time.Now, log)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -10,6 +10,8 @@
 -- ARGV[6] tasks running ('' = unchanged)   ARGV[7] version ('' = unchanged)
 -- ARGV[8] task key prefix   ARGV[9] max tasks to return   ARGV[10] cancel retention ms
 -- ARGV[11] process start ms the runner reports ('' = unchanged)
+-- ARGV[12] traceparent of the heartbeat's server span ('' = none): stored as
+--          heartbeatTraceparent, and carried by a runner.recovered event
 --
 -- Returns {0, epoch, deadline ms, pendingUpdate JSON or '', tasks, cancel ids}
 --   where tasks is a flat list of (id, type, payload, timeoutMs, createdAt) tuples;
@@ -38,13 +40,13 @@ local deadline = now + tonumber(ARGV[3])
 
 redis.call('SET', KEYS[2], epoch, 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], deadline, id)
-redis.call('HSET', KEYS[1], 'lastHeartbeat', now, 'leaseExpiresAt', deadline)
+redis.call('HSET', KEYS[1], 'lastHeartbeat', now, 'leaseExpiresAt', deadline, 'heartbeatTraceparent', ARGV[12])
 if status == 'unreachable' then
   redis.call('HSET', KEYS[1], 'status', 'online')
   redis.call('ZREM', KEYS[5], id)
   redis.call('ZADD', KEYS[4], 0, id)
   redis.call('ZREM', KEYS[6], id)
-  redis.call('XADD', KEYS[9], '*', 'type', 'runner.recovered', 'ts', now,
+  redis.call('XADD', KEYS[9], '*', 'type', 'runner.recovered', 'ts', now, 'traceparent', ARGV[12],
     'data', cjson.encode({runner = {id = id, name = st[5], version = st[4], realm = st[6], endpoint = st[7]}, leaseEpoch = epoch}))
 end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'activity', ARGV[4]) end

@@ -13,11 +13,14 @@
 -- ARGV[3] task key prefix   ARGV[4] lease epoch (0 = any)
 -- ARGV[5] '1' to require that the lease is gone and its deadline passed
 -- ARGV[6] error written on the failed tasks   ARGV[7] task retention ms (0 = keep)
+-- ARGV[8] traceparent of the transition's span ('' = none), carried by the event
 --
--- Returns {0, epoch, lease deadline ms, now ms, failed task ids} on transition;
+-- Returns {0, epoch, lease deadline ms, now ms, failed task ids, heartbeat
+--         traceparent} on transition, the last being the runner's stored
+--         heartbeatTraceparent ('' = none);
 --         {1} unknown runner; {2, epoch} already offline; {3, epoch} stale epoch;
 --         {4, epoch} the lease is alive (a heartbeat won the race): nothing done.
-local f = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'leaseExpiresAt', 'name', 'version', 'realm', 'endpoint', 'labels')
+local f = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'leaseExpiresAt', 'name', 'version', 'realm', 'endpoint', 'labels', 'heartbeatTraceparent')
 local status = f[1]
 if not status then
   return {1}
@@ -74,8 +77,8 @@ redis.call('HINCRBY', KEYS[13], 'transitions:' .. ARGV[2], 1)
 
 local runner = {id = id, name = f[4], version = f[5], realm = f[6], endpoint = f[7]}
 if f[8] and f[8] ~= '' then runner.labels = cjson.decode(f[8]) end
-redis.call('XADD', KEYS[12], '*', 'type', 'runner.offline', 'ts', now,
+redis.call('XADD', KEYS[12], '*', 'type', 'runner.offline', 'ts', now, 'traceparent', ARGV[8],
   'data', cjson.encode({runner = runner, reason = ARGV[2], failedTaskIds = failed,
     leaseEpoch = epoch, leaseExpiredAtMs = leaseExpiresAt}))
 
-return {0, epoch, leaseExpiresAt, now, failed}
+return {0, epoch, leaseExpiresAt, now, failed, f[9] or ''}

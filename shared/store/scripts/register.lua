@@ -15,6 +15,9 @@
 -- ARGV[13] '1' when the caller's credential acts as any runner (an API key
 --          RUNNER_AUTH allows, or auth off), else '0'
 -- ARGV[14] hash of the runner token the caller presented ('' = none)
+-- ARGV[15] traceparent of the request's server span ('' = none): stored as
+--          heartbeatTraceparent (the registration grants the first lease)
+--          and carried by the runner.registered event
 --
 -- Returns {0, epoch, lease deadline ms, now ms, registeredAt ms} on success;
 --         {1} when MAX_RUNNERS live runners are registered already;
@@ -79,7 +82,7 @@ redis.call('HSET', KEYS[1],
   'endpoint', ARGV[5], 'labels', ARGV[6], 'capacity', ARGV[7],
   'status', 'online', 'activity', '', 'tokenHash', ARGV[8],
   'registeredAt', registeredAt, 'lastHeartbeat', now, 'leaseExpiresAt', deadline,
-  'tasksRunning', 0)
+  'tasksRunning', 0, 'heartbeatTraceparent', ARGV[15])
 redis.call('HDEL', KEYS[1], 'offlineReason', 'offlineAt', 'resources')
 
 redis.call('SET', KEYS[2], epoch, 'PX', ttl)
@@ -97,7 +100,7 @@ end
 
 local runner = {id = id, name = ARGV[2], version = ARGV[3], realm = ARGV[4], endpoint = ARGV[5]}
 if ARGV[6] ~= '' then runner.labels = cjson.decode(ARGV[6]) end
-redis.call('XADD', KEYS[9], '*', 'type', 'runner.registered', 'ts', now,
+redis.call('XADD', KEYS[9], '*', 'type', 'runner.registered', 'ts', now, 'traceparent', ARGV[15],
   'data', cjson.encode({runner = runner, leaseEpoch = epoch}))
 
 return {0, epoch, deadline, now, registeredAt}

@@ -489,10 +489,8 @@ func (h *Handlers) observe(c *fiber.Ctx) error {
 		if id, ok := c.Locals(localRunner).(string); ok && validate.ID(id) {
 			attrs = append(attrs, slog.String("runner_id", id))
 		}
-		if a, ok := telemetry.LogAttr(c.UserContext()); ok {
-			attrs = append(attrs, a)
-		}
-		h.log.LogAttrs(context.Background(), level, "request", attrs...)
+		// the request's context: its span's trace_id and span_id join the line
+		h.log.LogAttrs(c.UserContext(), level, "request", attrs...)
 	}
 	return nil
 }

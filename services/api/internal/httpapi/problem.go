@@ -14,7 +14,6 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
 	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
-	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
 // ProblemBase prefixes every problem type URI (problem.Base). The URIs are
@@ -116,8 +115,7 @@ func ErrorHandler(log *slog.Logger) fiber.ErrorHandler {
 			if p.Status == fiber.StatusServiceUnavailable {
 				msg = "state store failure"
 			}
-			log.Error(msg, "method", c.Method(), "route", c.Route().Path, "err", err,
-				"trace_id", telemetry.TraceID(c.UserContext()))
+			log.ErrorContext(c.UserContext(), msg, "method", c.Method(), "route", c.Route().Path, "err", err)
 		}
 		if p.Status == fiber.StatusUnauthorized {
 			c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="yggdrasil"`)

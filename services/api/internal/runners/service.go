@@ -18,12 +18,19 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
+
+// Scope is the instrumentation scope of the service's own spans (the
+// deregistration's transition).
+const Scope = "github.com/yggdrasil-cp/yggdrasil/services/api/runners"
 
 // Errors of the application layer.
 var (
@@ -52,6 +59,9 @@ type Config struct {
 	ExpectedVersion   string
 	LongPollMax       time.Duration
 	CountsCacheTTL    time.Duration
+	// TracerProvider makes the span of a deregistration's offline
+	// transition; nil is a no-op provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Service is the application layer over the store.
@@ -63,6 +73,7 @@ type Service struct {
 	breaker  *Breaker
 	now      func() time.Time
 	log      *slog.Logger
+	tracer   trace.Tracer
 	closing  chan struct{}
 	once     sync.Once
 
@@ -80,7 +91,12 @@ func New(st *store.Store, cfg Config, hub *Hub, breaker *Breaker, now func() tim
 		return nil, fmt.Errorf("runners: lease TTL %s, heartbeat interval %s and counts cache TTL %s must be positive",
 			cfg.LeaseTTL, cfg.HeartbeatInterval, cfg.CountsCacheTTL)
 	}
-	s := &Service{store: st, cfg: cfg, hub: hub, breaker: breaker, now: now, log: log, closing: make(chan struct{})}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	s := &Service{store: st, cfg: cfg, hub: hub, breaker: breaker, now: now, log: log, closing: make(chan struct{}),
+		tracer: tp.Tracer(Scope)}
 	if cfg.ExpectedVersion != "" {
 		c, err := expectedConstraint(cfg.ExpectedVersion)
 		if err != nil {
@@ -209,7 +225,7 @@ func (s *Service) Offline(ctx context.Context, p wire.OfflinePayload) (wire.Offl
 	if err := validate.Offline(&p); err != nil {
 		return wire.OfflineResponse{}, err
 	}
-	tr, err := s.store.Deregister(ctx, p.RunnerID, 0, p.Reason)
+	tr, err := s.deregister(ctx, p)
 	err = s.observe(err)
 	switch {
 	case errors.Is(err, store.ErrAlreadyOffline):
@@ -222,6 +238,29 @@ func (s *Service) Offline(ctx context.Context, p wire.OfflinePayload) (wire.Offl
 		failed = []string{}
 	}
 	return wire.OfflineResponse{RunnerID: p.RunnerID, Status: string(wire.RunnerOffline), FailedTaskIDs: failed}, nil
+}
+
+// deregister is the offline transition under a span of its own, a child of
+// the request's, linked to the runner's last heartbeat: the runner.offline
+// event carries its traceparent to the webhook.
+func (s *Service) deregister(ctx context.Context, p wire.OfflinePayload) (store.Transition, error) {
+	ctx, span := telemetry.StartTransition(ctx, s.tracer, p.RunnerID, wire.ReasonDeregistered, telemetry.TriggerDeregistration)
+	tr, err := s.store.Deregister(ctx, p.RunnerID, 0, p.Reason)
+	outcome := ""
+	switch {
+	case err == nil:
+		s.log.InfoContext(ctx, "runner offline", "runner_id", p.RunnerID, "epoch", tr.Epoch,
+			"reason", wire.ReasonDeregistered, "failed_tasks", len(tr.FailedTaskIDs))
+	case errors.Is(err, store.ErrAlreadyOffline):
+		outcome = telemetry.TransitionAlreadyOffline
+	case errors.Is(err, store.ErrRunnerNotFound):
+		outcome = telemetry.TransitionUnknown
+	default:
+		outcome = telemetry.TransitionError
+	}
+	telemetry.EndTransition(span, outcome, telemetry.TransitionFacts{
+		Epoch: tr.Epoch, LeaseDeadline: tr.LeaseExpiredAt, At: tr.At, Heartbeat: tr.HeartbeatTraceparent})
+	return tr, err
 }
 
 // TokenHash returns a runner's stored token hash, for authentication.

@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/metrics"
-	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 )
 
 // maxResponseBody bounds how much of a receiver's answer is read (and
@@ -114,21 +113,19 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if outcome != metrics.OutcomeRetry {
 		h.metrics.Attempts.WithLabelValues(outcome).Observe(float64(attempt))
 	}
-	log := h.log.With("webhook_id", p.WebhookID(), "type", p.EventType, "url", redactURL(p.URL),
+	// logged with the attempt's context: the line carries its trace_id and span_id
+	log := h.log.With("webhook_id", p.WebhookID(), "type", p.EventType, "runner_id", p.RunnerID, "url", redactURL(p.URL),
 		"attempt", attempt, "status", status, "ms", elapsed.Milliseconds())
-	if id := telemetry.TraceID(ctx); id != "" {
-		log = log.With("trace_id", id)
-	}
 	switch outcome {
 	case metrics.OutcomeDelivered:
 		if p.EventTimeMs > 0 {
 			h.metrics.EventAge.Observe(h.now().Sub(time.UnixMilli(p.EventTimeMs)).Seconds())
 		}
-		log.Debug("hooks: delivered")
+		log.DebugContext(ctx, "hooks: delivered")
 	case metrics.OutcomeRetry:
-		log.Info("hooks: delivery failed, will retry", "err", result)
+		log.InfoContext(ctx, "hooks: delivery failed, will retry", "err", result)
 	default:
-		log.Warn("hooks: delivery archived", "outcome", outcome, "err", result)
+		log.WarnContext(ctx, "hooks: delivery archived", "outcome", outcome, "err", result)
 	}
 	return result
 }

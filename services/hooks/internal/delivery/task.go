@@ -25,9 +25,12 @@ type Payload struct {
 	EventID   string `json:"eventId"`
 	EventType string `json:"eventType"`
 	// EventTimeMs is when the event was recorded (Redis time, ms).
-	EventTimeMs int64  `json:"eventTimeMs"`
-	URL         string `json:"url"`
-	Body        string `json:"body"`
+	EventTimeMs int64 `json:"eventTimeMs"`
+	// RunnerID is the runner the event is about, for the delivery's log
+	// lines ("" in tasks enqueued before it was added).
+	RunnerID string `json:"runnerId,omitempty"`
+	URL      string `json:"url"`
+	Body     string `json:"body"`
 	// Trace is the relay span's trace context (W3C traceparent, tracestate),
 	// so that every attempt of a delivery is a child of the span that
 	// enqueued it. Absent when tracing was off.
@@ -59,8 +62,15 @@ func NewTracedTask(ev wire.Event, url string, trace map[string]string) (*asynq.T
 	if err != nil {
 		return nil, fmt.Errorf("delivery: encode event %s: %w", ev.ID, err)
 	}
+	var about struct {
+		Runner struct {
+			ID string `json:"id"`
+		} `json:"runner"`
+	}
+	_ = json.Unmarshal(ev.Data, &about) // an event about no runner logs none
 	p, err := json.Marshal(Payload{
-		EventID: ev.ID, EventType: ev.Type, EventTimeMs: ev.Timestamp.UnixMilli(), URL: url, Body: string(body), Trace: trace,
+		EventID: ev.ID, EventType: ev.Type, EventTimeMs: ev.Timestamp.UnixMilli(), RunnerID: about.Runner.ID,
+		URL: url, Body: string(body), Trace: trace,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("delivery: encode task %s: %w", ev.ID, err)

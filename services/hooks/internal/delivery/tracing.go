@@ -41,6 +41,9 @@ func (h *Handler) startSpan(ctx context.Context, p Payload, attempt int) (contex
 		telemetry.AttrEventType.String(p.EventType),
 		telemetry.AttrDeliveryAttempt.Int(attempt),
 	)
+	if p.RunnerID != "" {
+		span.SetAttributes(telemetry.AttrRunnerID.String(p.RunnerID))
+	}
 	if u, err := url.Parse(p.URL); err == nil {
 		span.SetAttributes(semconv.URLScheme(u.Scheme), semconv.ServerAddress(u.Hostname()))
 		port, _ := strconv.Atoi(u.Port())

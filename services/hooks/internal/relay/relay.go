@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/hooks/internal/delivery"
@@ -57,6 +58,14 @@ type Config struct {
 
 // Scope is the instrumentation scope of the relay spans.
 const Scope = "github.com/yggdrasil-cp/yggdrasil/services/hooks/relay"
+
+// SpanName names the producer span of each relayed event: the messaging
+// conventions' "{operation} {destination}".
+const SpanName = "send " + delivery.Queue
+
+// MessagingSystem is the messaging.system of the relay's spans (asynq is
+// not among the conventions' well-known values, which allow others).
+const MessagingSystem = "asynq"
 
 // Relay is the outbox-to-queue loop.
 type Relay struct {
@@ -223,10 +232,18 @@ func (r *Relay) relay(ctx context.Context, msg store.OutboxEntry) error {
 		r.metrics.RelayEvents.WithLabelValues(metrics.RelayFiltered).Inc()
 		return nil
 	}
-	// One producer span per event: every delivery attempt of it, to every
-	// URL and across retries, becomes its child.
-	ctx, span := r.tracer.Start(ctx, "relay "+ev.Type, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(telemetry.AttrEventID.String(ev.ID), telemetry.AttrEventType.String(ev.Type)))
+	// One producer span per event, following the messaging conventions: a
+	// send to the asynq queue, the child of the span that recorded the event
+	// (the offline transition, the registering request), so that the
+	// delivery attempts, its children, and the webhook's traceparent belong
+	// to that trace. Without a stored context it starts a trace of its own.
+	ctx = telemetry.ContextWithTraceparent(ctx, ev.Traceparent)
+	ctx, span := r.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKey.String(MessagingSystem), semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("enqueue"), semconv.MessagingDestinationName(delivery.Queue),
+			semconv.MessagingMessageID(ev.ID),
+			telemetry.AttrEventID.String(ev.ID), telemetry.AttrEventType.String(ev.Type)))
 	defer span.End()
 	carrier := propagation.MapCarrier{}
 	r.prop.Inject(ctx, carrier)
@@ -256,6 +273,6 @@ func (r *Relay) relay(ctx context.Context, msg store.OutboxEntry) error {
 		result = metrics.RelayDuplicate
 	}
 	r.metrics.RelayEvents.WithLabelValues(result).Inc()
-	r.log.Debug("hooks relay: enqueued", "entry", ev.ID, "type", ev.Type, "tasks", created)
+	r.log.DebugContext(ctx, "hooks relay: enqueued", "entry", ev.ID, "type", ev.Type, "tasks", created)
 	return nil
 }

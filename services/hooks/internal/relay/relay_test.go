@@ -36,11 +36,13 @@ func (c capture) EnqueueContext(_ context.Context, t *asynq.Task, _ ...asynq.Opt
 }
 
 // TestTracedDelivery: an outbox event relayed from a real Redis gets a
-// producer span; each delivery attempt is a client span, child of it, with
+// producer span (messaging send), the child of the event's traceparent; each delivery attempt is a client span, child of it, with
 // the webhook id, event type, attempt, status and outcome; the receiver gets
 // the attempt's traceparent; and no span holds the receiver's path, query or
 // the body.
 func TestTracedDelivery(t *testing.T) {
+	const transitionTrace, transitionSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	const transitionTP = "00-" + transitionTrace + "-" + transitionSpan + "-01"
 	_, rdb := redistest.Start(t)
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -61,6 +63,7 @@ func TestTracedDelivery(t *testing.T) {
 
 	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: store.OutboxKey(), Values: map[string]any{
 		"type": "runner.offline", "ts": "1700000000000", "data": `{"runner":{"id":"r-traced"},"reason":"deregistered","leaseEpoch":1}`,
+		"traceparent": transitionTP,
 	}}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +102,7 @@ func TestTracedDelivery(t *testing.T) {
 	var attempts []tracetest.SpanStub
 	for _, s := range spans {
 		switch s.Name {
-		case "relay runner.offline":
+		case relay.SpanName:
 			producer = s
 		case delivery.SpanName:
 			attempts = append(attempts, s)
@@ -107,6 +110,23 @@ func TestTracedDelivery(t *testing.T) {
 	}
 	if producer.SpanKind != trace.SpanKindProducer || len(attempts) != 2 {
 		t.Fatalf("spans %v: want one producer span and two attempts", spanNames(spans))
+	}
+	// the producer continues the transition's trace: the event's traceparent is its parent
+	if producer.Parent.TraceID().String() != transitionTrace || producer.Parent.SpanID().String() != transitionSpan ||
+		!producer.Parent.IsRemote() {
+		t.Errorf("producer parent %v, want the event's traceparent %s", producer.Parent, transitionTP)
+	}
+	pattrs := map[string]string{}
+	for _, kv := range producer.Attributes {
+		pattrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	for k, v := range map[string]string{
+		"messaging.system": relay.MessagingSystem, "messaging.operation.type": "send",
+		"messaging.destination.name": delivery.Queue, "messaging.message.id": producerEventID(producer),
+	} {
+		if pattrs[k] != v {
+			t.Errorf("producer: %s = %q, want %q", k, pattrs[k], v)
+		}
 	}
 	for i, want := range []struct {
 		status  int64
@@ -131,6 +151,7 @@ func TestTracedDelivery(t *testing.T) {
 			"http.request.method": "POST", "server.address": "127.0.0.1", "http.response.status_code": strconv.FormatInt(want.status, 10),
 			"yggdrasil.webhook.id": "msg_" + producerEventID(producer), "yggdrasil.event.type": "runner.offline",
 			"yggdrasil.delivery.attempt": "1", "yggdrasil.delivery.outcome": want.outcome,
+			"yggdrasil.runner.id": "r-traced",
 		} {
 			if attrs[k] != v {
 				t.Errorf("attempt %d: %s = %q, want %q", i, k, attrs[k], v)

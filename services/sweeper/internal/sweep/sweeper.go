@@ -18,6 +18,7 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/httpmetrics"
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
 	"github.com/yggdrasil-cp/yggdrasil/shared/store"
+	"github.com/yggdrasil-cp/yggdrasil/shared/telemetry"
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
@@ -269,10 +270,10 @@ func (s *Service) apply(ctx context.Context, d store.SweepDecision, by trigger) 
 		return
 	}
 	var alive []string
-	for _, r := range s.st.ExpireLeases(ctx, d.Expire) {
+	for _, r := range s.expire(ctx, d.Expire, telemetry.TriggerLeaseExpiry) {
 		switch {
 		case r.Err == nil:
-			s.recordTransition(r.Transition)
+			s.recordTransition(r.ctx, r.Transition)
 			if by != byEvent {
 				s.m.indexTrans.Inc()
 			} else {
@@ -295,14 +296,58 @@ func (s *Service) apply(ctx context.Context, d store.SweepDecision, by trigger) 
 	}
 }
 
-func (s *Service) recordTransition(t store.Transition) {
+// expired is one runner's transition result with the context of its span.
+type expired struct {
+	store.ExpireResult
+	ctx context.Context
+}
+
+// expire takes ids through the offline transition in one pipeline, each
+// under a span of its own: a child of ctx's span (the sweep's), sampled like
+// any span, linked to the runner's last heartbeat, and whose traceparent the
+// runner.offline event carries to the webhook. The sweep span itself stays
+// small: no events, a few counts.
+func (s *Service) expire(ctx context.Context, ids []string, trigger string) []expired {
+	ctxs := make([]context.Context, len(ids))
+	spans := make([]trace.Span, len(ids))
+	tps := make([]string, len(ids))
+	for i, id := range ids {
+		ctxs[i], spans[i] = telemetry.StartTransition(ctx, s.tracer, id, wire.ReasonLeaseExpired, trigger)
+		tps[i] = telemetry.Traceparent(ctxs[i])
+	}
+	res := s.st.ExpireLeasesTraced(ctx, ids, tps)
+	out := make([]expired, len(res))
+	for i, r := range res {
+		out[i] = expired{ExpireResult: r, ctx: ctxs[i]}
+		outcome := ""
+		switch {
+		case r.Err == nil:
+		case errors.Is(r.Err, store.ErrLeaseAlive):
+			outcome = telemetry.TransitionLeaseAlive
+		case errors.Is(r.Err, store.ErrAlreadyOffline):
+			outcome = telemetry.TransitionAlreadyOffline
+		case errors.Is(r.Err, store.ErrRunnerNotFound):
+			outcome = telemetry.TransitionUnknown
+		default:
+			outcome = telemetry.TransitionError
+		}
+		t := r.Transition
+		telemetry.EndTransition(spans[i], outcome, telemetry.TransitionFacts{
+			Epoch: t.Epoch, LeaseDeadline: t.LeaseExpiredAt, At: t.At, Heartbeat: t.HeartbeatTraceparent})
+	}
+	return out
+}
+
+// recordTransition counts and logs a transition; ctx carries its span, so
+// the log line has its trace_id and span_id.
+func (s *Service) recordTransition(ctx context.Context, t store.Transition) {
 	s.m.transitions.WithLabelValues(wire.ReasonLeaseExpired).Inc()
 	lag := t.At.Sub(t.LeaseExpiredAt)
 	if lag < 0 {
 		lag = 0
 	}
 	s.m.lag.Observe(lag.Seconds())
-	s.log.Info("runner offline", "runner_id", t.RunnerID, "epoch", t.Epoch, "reason", wire.ReasonLeaseExpired,
+	s.log.InfoContext(ctx, "runner offline", "runner_id", t.RunnerID, "epoch", t.Epoch, "reason", wire.ReasonLeaseExpired,
 		"lag_ms", lag.Milliseconds(), "failed_tasks", len(t.FailedTaskIDs))
 }
 
@@ -336,11 +381,17 @@ func (s *Service) advanceQuarantine(ctx context.Context) {
 		s.fail(ctx, "release", err)
 		return
 	}
+	if len(ids) == 0 {
+		return
+	}
+	ctx, span := s.tracer.Start(ctx, "release quarantined", trace.WithAttributes(
+		attribute.Int("yggdrasil.sweep.due", len(ids))))
+	defer span.End()
 	var stale []string
-	for _, r := range s.st.ExpireLeases(ctx, ids) {
+	for _, r := range s.expire(ctx, ids, telemetry.TriggerQuarantineRelease) {
 		switch {
 		case r.Err == nil:
-			s.recordTransition(r.Transition)
+			s.recordTransition(r.ctx, r.Transition)
 		case errors.Is(r.Err, store.ErrLeaseAlive):
 			s.m.leaseAlive.Inc()
 		case errors.Is(r.Err, store.ErrAlreadyOffline), errors.Is(r.Err, store.ErrRunnerNotFound):
