@@ -76,7 +76,7 @@ func (s *Store) offlineArgs(id, reason string, epoch int64, checkLease bool, tas
 	if checkLease {
 		check = "1"
 	}
-	return []any{id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds()}
+	return []any{id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds(), RealmLivePrefix}
 }
 
 // decodeOffline turns offline.lua's reply into a Transition or a sentinel error.

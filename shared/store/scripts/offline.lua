@@ -13,6 +13,7 @@
 -- ARGV[3] task key prefix   ARGV[4] lease epoch (0 = any)
 -- ARGV[5] '1' to require that the lease is gone and its deadline passed
 -- ARGV[6] error written on the failed tasks   ARGV[7] task retention ms (0 = keep)
+-- ARGV[8] realm live key prefix (the runner leaves its realm's live set)
 --
 -- Returns {0, epoch, lease deadline ms, now ms, failed task ids} on transition;
 --         {1} unknown runner; {2, epoch} already offline; {3, epoch} stale epoch;
@@ -54,6 +55,9 @@ redis.call('ZADD', KEYS[6], 0, id)
 redis.call('ZREM', KEYS[11], id)
 redis.call('HSET', KEYS[1], 'status', 'offline', 'offlineReason', ARGV[2], 'offlineAt', now, 'tasksRunning', 0)
 redis.call('ZADD', KEYS[14], now, id)
+local realm = f[6]
+if not realm or realm == '' then realm = 'default' end
+redis.call('ZREM', ARGV[8] .. realm, id)
 
 local failed = {}
 local retention = tonumber(ARGV[7])
