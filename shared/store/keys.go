@@ -86,7 +86,8 @@ func RealmKeysKey(name string) string { return prefix + "realmkeys:" + name }
 
 // RealmKeyRecordKey is one realm-scoped key, found by the SHA-256 hex of the
 // key itself (the key is never stored). HASH: id, realm, name, role
-// (register or operator), createdAt, lastUsedAt (ms).
+// (register or operator), hash (the SHA-256 hex again, compared in
+// constant time), createdAt, lastUsedAt (ms).
 func RealmKeyRecordKey(hash string) string { return prefix + "realmkey:" + hash }
 
 // RealmKeyRecordPrefix is what every RealmKeyRecordKey starts with.

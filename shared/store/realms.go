@@ -346,6 +346,8 @@ func (s *Store) DeleteRealm(ctx context.Context, name, by string) error {
 // RealmKeyRecord is a realm-scoped key as stored (never the key itself).
 type RealmKeyRecord struct {
 	ID, Realm, Name, Role string
+	// Hash is the stored SHA-256 hex, for the caller's constant-time check.
+	Hash string
 }
 
 // IssueRealmKey stores a key's hash under realm; ErrRealmNotFound when the
@@ -438,10 +440,10 @@ func (s *Store) LookupRealmKey(ctx context.Context, hash string) (RealmKeyRecord
 	}
 	switch scriptCode(res) {
 	case realmDone:
-		if len(res) < 4 {
+		if len(res) < 5 {
 			return RealmKeyRecord{}, fmt.Errorf("store: realm key lookup: %w", errUnexpectedResponse)
 		}
-		return RealmKeyRecord{ID: toString(res[1]), Realm: toString(res[2]), Role: toString(res[3])}, nil
+		return RealmKeyRecord{ID: toString(res[1]), Realm: toString(res[2]), Role: toString(res[3]), Hash: toString(res[4])}, nil
 	case realmKeyAuthUnknown:
 		return RealmKeyRecord{}, fmt.Errorf("store: realm key lookup: %w", ErrRealmKeyNotFound)
 	}

@@ -4,9 +4,10 @@
 -- KEYS[1] key record hash
 -- ARGV[1] touch interval ms
 --
--- Returns {0, key id, realm, role} for a live key; {1} no such key (revoked
+-- Returns {0, key id, realm, role, stored hash} for a live key (the caller
+-- compares the hash with its own in constant time); {1} no such key (revoked
 -- or never issued).
-local f = redis.call('HMGET', KEYS[1], 'id', 'realm', 'role', 'lastUsedAt')
+local f = redis.call('HMGET', KEYS[1], 'id', 'realm', 'role', 'lastUsedAt', 'hash')
 if not f[1] then
   return {1}
 end
@@ -15,4 +16,4 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if (tonumber(f[4]) or 0) + tonumber(ARGV[1]) <= now then
   redis.call('HSET', KEYS[1], 'lastUsedAt', now)
 end
-return {0, f[1], f[2], f[3]}
+return {0, f[1], f[2], f[3], f[5] or ''}

@@ -9,6 +9,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[3], 'id', ARGV[2], 'realm', ARGV[1], 'name', ARGV[4], 'role', ARGV[5], 'createdAt', now)
+redis.call('HSET', KEYS[3], 'id', ARGV[2], 'realm', ARGV[1], 'name', ARGV[4], 'role', ARGV[5], 'hash', ARGV[3], 'createdAt', now)
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 return {0, now}
