@@ -227,12 +227,17 @@ func (h *Handlers) realmQuery(c *fiber.Ctx, p auth.Principal) (string, error) {
 }
 
 func (h *Handlers) listRunners(c *fiber.Ctx) error {
-	if err := h.operator(c); err != nil {
-		return err
-	}
-	realm, err := h.realmQuery(c, h.principal(c))
+	p, err := h.authenticated(c)
 	if err != nil {
 		return err
+	}
+	// the realm first: another realm is a 404 whatever the key's role
+	realm, err := h.realmQuery(c, p)
+	if err != nil {
+		return err
+	}
+	if !p.IsOperator() {
+		return auth.ErrForbidden
 	}
 	out, err := h.svc.ListRunners(c.UserContext(), runners.RunnerQuery{
 		Status: c.Query("status"), Realm: realm, Cursor: c.Query("cursor"), Limit: c.Query("limit"),
@@ -339,12 +344,17 @@ func (h *Handlers) getTask(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) listAllTasks(c *fiber.Ctx) error {
-	if err := h.operator(c); err != nil {
-		return err
-	}
-	realm, err := h.realmQuery(c, h.principal(c))
+	p, err := h.authenticated(c)
 	if err != nil {
 		return err
+	}
+	// the realm first: another realm is a 404 whatever the key's role
+	realm, err := h.realmQuery(c, p)
+	if err != nil {
+		return err
+	}
+	if !p.IsOperator() {
+		return auth.ErrForbidden
 	}
 	out, err := h.svc.ListAllTasks(c.UserContext(), runners.AllTasksQuery{
 		Status: c.Query("status"), Runner: c.Query("runner"), Type: c.Query("type"), Realm: realm,
