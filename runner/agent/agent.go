@@ -122,16 +122,16 @@ type Agent struct {
 	log  *slog.Logger
 	api  *client.Client // authenticated with the API key
 
-	mu           sync.Mutex
-	sess         *session
-	sessChanged  chan struct{} // closed when sess is replaced
-	accepting    bool
+	mu          sync.Mutex
+	sess        *session
+	sessChanged chan struct{} // closed when sess is replaced
+	accepting   bool
 	// realmDrain: the last heartbeat reply said the realm is draining (the
 	// agent stopped accepting tasks for it, and accepts again when it ends).
 	realmDrain bool
 	// realmClosed is signalled when a reply says the realm is closed: the
 	// agent then drains, deregisters and Run returns nil.
-	realmClosed chan struct{}
+	realmClosed  chan struct{}
 	tasks        map[string]*task
 	recent       *idSet
 	updateSent   bool

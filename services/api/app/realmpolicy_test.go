@@ -17,7 +17,6 @@ import (
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
 )
 
-
 // TestRealmPoliciesReachLeasesAndAdmission: a realm's leaseTtlMs and
 // heartbeatIntervalMs reach the registration reply, the lease in Redis and
 // the heartbeat reply; maxRunners caps the realm alone and /admission
@@ -76,7 +75,6 @@ func TestRealmPoliciesReachLeasesAndAdmission(t *testing.T) {
 	_, err = op.PatchRealm(ctx, "short", nil, map[string]any{"noSuchPolicy": 1})
 	wantProblem(t, err, 422, problem.TypeValidation)
 }
-
 
 // TestRegistrationStormAdmittedAtTheRealmRate registers 5,000 runners into
 // one realm at once, each client honouring Retry-After: every one is
