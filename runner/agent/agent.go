@@ -122,10 +122,16 @@ type Agent struct {
 	log  *slog.Logger
 	api  *client.Client // authenticated with the API key
 
-	mu           sync.Mutex
-	sess         *session
-	sessChanged  chan struct{} // closed when sess is replaced
-	accepting    bool
+	mu          sync.Mutex
+	sess        *session
+	sessChanged chan struct{} // closed when sess is replaced
+	accepting   bool
+	// realmDrain: the last heartbeat reply said the realm is draining (the
+	// agent stopped accepting tasks for it, and accepts again when it ends).
+	realmDrain bool
+	// realmClosed is signalled when a reply says the realm is closed: the
+	// agent then drains, deregisters and Run returns nil.
+	realmClosed  chan struct{}
 	tasks        map[string]*task
 	recent       *idSet
 	updateSent   bool
@@ -187,6 +193,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		resultsWake:  make(chan struct{}, 1),
 		updateCh:     make(chan wire.PendingUpdate, 1),
 		fatal:        make(chan error, 1),
+		realmClosed:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -195,6 +202,8 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 //     DrainTimeout, then stop them), report results, deregister; returns nil;
 //   - hard ends (at any time, even while draining): kill the tasks' process
 //     groups at once and return ErrStopped without deregistering;
+//   - a heartbeat reply says the realm is closed ("deregister"): drain and
+//     deregister as for ctx; returns nil;
 //   - an update was applied: returns ErrUpdated;
 //   - the API key is refused: returns ErrUnauthorized.
 func (a *Agent) Run(ctx, hard context.Context) error {
@@ -234,6 +243,9 @@ func (a *Agent) Run(ctx, hard context.Context) error {
 			stopLoops()
 			return err
 		case <-ctx.Done():
+			return a.shutdown(hard, stopLoops)
+		case <-a.realmClosed:
+			a.log.Info("the runner's realm is closed: draining and deregistering", "runner_id", a.session().id)
 			return a.shutdown(hard, stopLoops)
 		case pu := <-a.updateCh:
 			err := a.update(ctx, hard, pu)

@@ -73,8 +73,9 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// handleReply applies a heartbeat reply: interval, tasks, cancellations
-// and a pending update. It returns the session as updated.
+// handleReply applies a heartbeat reply: interval, the realm's drain and
+// deregister, tasks, cancellations and a pending update. It returns the
+// session as updated.
 func (a *Agent) handleReply(s *session, resp wire.HeartbeatResponse) *session {
 	a.mu.Lock()
 	if a.sess == s && resp.HeartbeatIntervalMs > 0 {
@@ -85,7 +86,25 @@ func (a *Agent) handleReply(s *session, resp wire.HeartbeatResponse) *session {
 			s = &cp
 		}
 	}
+	was := a.realmDrain
+	a.realmDrain = resp.Drain
 	a.mu.Unlock()
+
+	// a draining realm: finish the running tasks, take no more
+	switch {
+	case resp.Drain && !was:
+		a.log.Info("the runner's realm is draining: finishing the running tasks, taking no new ones", "runner_id", s.id)
+		a.setAccepting(false)
+	case !resp.Drain && was:
+		a.log.Info("the runner's realm is active again: taking tasks", "runner_id", s.id)
+		a.setAccepting(true)
+	}
+	if resp.Deregister {
+		select {
+		case a.realmClosed <- struct{}{}:
+		default:
+		}
+	}
 
 	for _, t := range resp.Tasks {
 		a.offer(t)

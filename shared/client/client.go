@@ -299,6 +299,7 @@ type TaskFilter struct {
 	Status   wire.TaskStatus
 	RunnerID string
 	Type     string
+	Realm    string
 	Cursor   string
 	Limit    int
 }
@@ -314,6 +315,7 @@ func (c *Client) ListAllTasks(ctx context.Context, f TaskFilter) (wire.TaskList,
 	set(q, "status", string(f.Status))
 	set(q, "runner", f.RunnerID)
 	set(q, "type", f.Type)
+	set(q, "realm", f.Realm)
 	set(q, "cursor", f.Cursor)
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))

@@ -86,6 +86,15 @@ type API struct {
 	// the archived webhooks and their replay, with the operator's key. None:
 	// the console's webhooks page says it is not configured.
 	HooksURL string `env:"HOOKS_URL"`
+	// RegisterRate (REGISTER_RATE, default 0 = no limit): registrations per
+	// second each realm admits, through a token bucket in Redis shared by
+	// every replica; beyond it a registration gets 429 with a jittered
+	// Retry-After. A realm's registerRate policy overrides it.
+	RegisterRate float64 `env:"REGISTER_RATE"`
+	// RegisterBurst (REGISTER_BURST, default 100): the bucket's size, the
+	// registrations a realm admits at once after a quiet spell. A realm's
+	// registerBurst policy overrides it.
+	RegisterBurst int `env:"REGISTER_BURST"`
 }
 
 // DefaultAPI returns the API defaults.
@@ -106,6 +115,7 @@ func DefaultAPI() API {
 		MaxInflight:        256,
 		OverloadQueueMs:    100,
 		CountsCacheTTL:     time.Second,
+		RegisterBurst:      100,
 		HTTP: HTTPServer{
 			ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second,
 			IdleTimeout: 75 * time.Second, ShutdownTimeout: 10 * time.Second,
@@ -177,6 +187,12 @@ func (c API) Validate() error {
 		if _, err := checkKeyLength(v.name, v.keys, c.Production()); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.RegisterRate < 0 || c.RegisterRate > 1e6 {
+		errs = append(errs, fmt.Errorf("REGISTER_RATE: %g is not between 0 (no limit) and 1000000", c.RegisterRate))
+	}
+	if c.RegisterBurst < 1 || c.RegisterBurst > 1e6 {
+		errs = append(errs, fmt.Errorf("REGISTER_BURST: %d is not between 1 and 1000000", c.RegisterBurst))
 	}
 	if c.HooksURL != "" {
 		if u, err := url.Parse(c.HooksURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -79,6 +79,30 @@ const (
 	// TypeRunnerDraining (409): dispatch to a runner whose last heartbeat
 	// reported it draining (it finishes its tasks and takes no more).
 	TypeRunnerDraining = Base + "runner-draining"
+
+	// Realms. TypeRealmNotFound (404) also answers a realm-scoped key about
+	// anything of another realm.
+	TypeRealmNotFound = Base + "realm-not-found"
+	// TypeRealmExists (409): POST /realms with a name that is taken.
+	TypeRealmExists = Base + "realm-exists"
+	// TypeRealmDraining and TypeRealmClosed (409) name the state of the
+	// realm a registration or dispatch was refused for.
+	TypeRealmDraining = Base + "realm-draining"
+	TypeRealmClosed   = Base + "realm-closed"
+	// TypeRealmTransition (409): the lifecycle step is not allowed from the
+	// realm's current state (or a delete of a realm that is not closed).
+	TypeRealmTransition = Base + "realm-transition"
+	// TypeRealmHasLiveRunners (409): a delete while a runner is online or unreachable.
+	TypeRealmHasLiveRunners = Base + "realm-has-live-runners"
+	// TypeDefaultRealm (409): the default realm is never deleted.
+	TypeDefaultRealm = Base + "default-realm"
+	// TypeRealmKeyNotFound (404): no such key in this realm.
+	TypeRealmKeyNotFound = Base + "realm-key-not-found"
+	// TypeRealmFull (503 + Retry-After): the realm's maxRunners is reached.
+	TypeRealmFull = Base + "realm-full"
+	// TypeRegisterRateLimited (429 + jittered Retry-After): the realm's
+	// registration token bucket is empty.
+	TypeRegisterRateLimited = Base + "register-rate-limited"
 )
 
 // HTTPType is the type of a status no constant names ("http-418").

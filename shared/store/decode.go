@@ -54,6 +54,7 @@ func decodeTask(m map[string]string) wire.RunnerTask {
 	t := wire.RunnerTask{
 		ID:       m["id"],
 		RunnerID: m["runnerId"],
+		Realm:    m["realm"],
 		Type:     m["type"],
 		Status:   wire.TaskStatus(m["status"]),
 		Error:    m["error"],

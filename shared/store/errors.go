@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // DomainError is an answer of the state itself (an unknown runner, a stale
 // epoch, a finished task), as opposed to a failure to reach it. Every
@@ -44,6 +47,31 @@ var (
 	// still holding).
 	ErrNoQuarantine = domain("no quarantine to end")
 
+	// ErrRealmNotFound: no such realm (or, for a realm-scoped key, one
+	// outside its realm).
+	ErrRealmNotFound = domain("realm not found")
+	// ErrRealmExists refuses to create a realm whose name is taken.
+	ErrRealmExists = domain("realm exists already")
+	// ErrRealmDraining and ErrRealmClosed refuse a registration into, or a
+	// dispatch to a runner of, a realm in that state.
+	ErrRealmDraining = domain("realm is draining")
+	ErrRealmClosed   = domain("realm is closed")
+	// ErrRealmTransition refuses a lifecycle transition from the realm's
+	// current state (or a delete of a realm that is not closed).
+	ErrRealmTransition = domain("realm transition not allowed from its current state")
+	// ErrRealmHasLiveRunners refuses to delete a realm with a runner online
+	// or unreachable.
+	ErrRealmHasLiveRunners = domain("realm has live runners")
+	// ErrDefaultRealm refuses to delete the default realm.
+	ErrDefaultRealm = domain("the default realm cannot be deleted")
+	// ErrRealmKeyNotFound: no such key in this realm.
+	ErrRealmKeyNotFound = domain("realm key not found")
+	// ErrRealmFull: the realm's maxRunners live runners are registered.
+	ErrRealmFull = domain("the realm's maximum number of runners is reached")
+	// ErrRegisterRate: the realm's registration bucket is empty (see
+	// RateError for when to come back).
+	ErrRegisterRate = domain("registrations into this realm arrive faster than allowed")
+
 	errUnexpectedResponse = errors.New("unexpected script response")
 )
 
@@ -62,3 +90,17 @@ func scriptCode(res []any) int64 {
 	}
 	return toInt(res[0])
 }
+
+// realmStateErr is the sentinel of a realm that is not active.
+func realmStateErr(state string) error {
+	if state == "closed" {
+		return ErrRealmClosed
+	}
+	return ErrRealmDraining
+}
+
+// RateError is ErrRegisterRate with the time until the bucket holds a token.
+type RateError struct{ After time.Duration }
+
+func (e *RateError) Error() string { return ErrRegisterRate.Error() }
+func (e *RateError) Unwrap() error { return ErrRegisterRate }

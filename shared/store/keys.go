@@ -50,8 +50,51 @@ func RealmIndexKey(realm string) string { return prefix + "realm:" + realm }
 // RealmIndexPrefix is what every RealmIndexKey starts with.
 const RealmIndexPrefix = prefix + "realm:"
 
-// RealmsKey lists the realms in use. ZSET: member realm, score 0.
+// RealmsKey lists the realms. ZSET: member realm name, score 0 (paged with
+// ZRANGEBYLEX). A member always has a RealmRecordKey; realm_create.lua and
+// register.lua add, realm_delete.lua removes.
 func RealmsKey() string { return prefix + "realms" }
+
+// RealmRecordKey is a realm. HASH: name, description, state (active,
+// draining, closed), policies (JSON, without the secret), webhookSecret,
+// createdAt, stateChangedAt (ms), stateChangedBy (key id or "global
+// operator"), and the policies scripts read as flat fields: p:leaseTtlMs,
+// p:heartbeatIntervalMs, p:maxRunners, p:registerRate, p:registerBurst,
+// p:massExpiryPercent ("" or absent: the global setting).
+func RealmRecordKey(name string) string { return prefix + "realmrec:" + name }
+
+// RealmRecordPrefix is what every RealmRecordKey starts with; scripts that
+// find a runner's realm build its record key from it.
+const RealmRecordPrefix = prefix + "realmrec:"
+
+// RealmLiveKey holds the live (online or unreachable) runners of one realm,
+// for the realm's maxRunners. ZSET: member runner id, score 0. register.lua
+// adds, offline.lua removes.
+func RealmLiveKey(name string) string { return prefix + "realmlive:" + name }
+
+// RealmLivePrefix is what every RealmLiveKey starts with.
+const RealmLivePrefix = prefix + "realmlive:"
+
+// RealmBucketKey is a realm's registration token bucket. HASH: tokens
+// (float), at (ms, Redis TIME of the last refill), with a PX TTL of the time
+// a full refill takes. Read and written by register.lua only.
+func RealmBucketKey(name string) string { return prefix + "realmbucket:" + name }
+
+// RealmBucketPrefix is what every RealmBucketKey starts with.
+const RealmBucketPrefix = prefix + "realmbucket:"
+
+// RealmKeysKey lists the keys issued for one realm. HASH: field key id,
+// value the key's SHA-256 hex (the RealmKeyRecordKey it points to).
+func RealmKeysKey(name string) string { return prefix + "realmkeys:" + name }
+
+// RealmKeyRecordKey is one realm-scoped key, found by the SHA-256 hex of the
+// key itself (the key is never stored). HASH: id, realm, name, role
+// (register or operator), hash (the SHA-256 hex again, compared in
+// constant time), createdAt, lastUsedAt (ms).
+func RealmKeyRecordKey(hash string) string { return prefix + "realmkey:" + hash }
+
+// RealmKeyRecordPrefix is what every RealmKeyRecordKey starts with.
+const RealmKeyRecordPrefix = prefix + "realmkey:"
 
 // TaskKey is a task. HASH: id, runnerId, type, payload, status, timeoutMs,
 // createdAt, startedAt, finishedAt (ms), result, error, epoch.

@@ -87,7 +87,7 @@ func (s *Store) offlineArgs(id, reason string, epoch int64, checkLease bool, tas
 	if checkLease {
 		check = "1"
 	}
-	return []any{id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds(), traceparent}
+	return []any{id, reason, TaskKeyPrefix, epoch, check, taskErr, s.opts.TaskRetention.Milliseconds(), RealmLivePrefix, traceparent}
 }
 
 // decodeOffline turns offline.lua's reply into a Transition or a sentinel error.

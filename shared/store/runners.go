@@ -36,19 +36,40 @@ type RegisterParams struct {
 
 	ActsForAnyRunner bool
 	CallerTokenHash  string
+
+	// Realm is the realm to register into ("": the default realm).
+	// RealmScoped: the caller's key belongs to Realm, so a runner of another
+	// realm is ErrRunnerNotFound to it. RealmMustExist refuses an unknown
+	// realm (ErrRealmNotFound) instead of creating it on the fly.
+	RealmScoped    bool
+	RealmMustExist bool
+	// RegisterRate (per second, 0 = no limit) and RegisterBurst fill each
+	// realm's token bucket, unless the realm's policies override them.
+	RegisterRate  float64
+	RegisterBurst int
+	// HeartbeatInterval is the global interval, for the reply.
+	HeartbeatInterval time.Duration
 }
 
-// Lease is a runner's lease as granted by a registration or heartbeat.
+// Lease is a runner's lease as granted by a registration or heartbeat, with
+// the TTL and heartbeat interval it was granted under (the realm's policies
+// or the global settings).
 type Lease struct {
-	Epoch     int64
-	ExpiresAt time.Time
+	Epoch             int64
+	ExpiresAt         time.Time
+	TTL               time.Duration
+	HeartbeatInterval time.Duration
 }
 
 // register.lua's return codes.
 const (
-	registerDone = 0
-	registerFull = 1
-	registerLive = 2
+	registerDone         = 0
+	registerFull         = 1
+	registerLive         = 2
+	registerRealmState   = 3
+	registerRealmUnknown = 4
+	registerOtherRealm   = 5
+	registerRateLimited  = 6
 )
 
 // heartbeat.lua's return codes.
@@ -79,31 +100,49 @@ func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo
 		}
 		labels = string(b)
 	}
+	if p.Realm == "" {
+		p.Realm = wire.DefaultRealm
+	}
 	keys := []string{
 		RunnerKey(p.ID), LeaseKey(p.ID), LeaseDeadlinesKey(), RunnersKey(),
 		StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
 		StatusIndexKey(string(wire.RunnerOffline)), RealmsKey(), OutboxKey(),
 		RunnerActiveKey(p.ID), RunnerCancelKey(p.ID), QuarantineKey(), TaskDeadlinesKey(), StatsKey(),
-		OfflineSinceKey(),
+		OfflineSinceKey(), RealmRecordKey(p.Realm), RealmLiveKey(p.Realm), RealmBucketKey(p.Realm),
 	}
 	res, err := registerScript.Run(ctx, s.rdb, keys,
 		p.ID, p.Name, p.Version, p.Realm, p.Endpoint, labels, p.Capacity,
 		p.TokenHash, p.LeaseTTL.Milliseconds(), p.MaxRunners, RealmIndexPrefix, TaskKeyPrefix,
-		boolArg(p.ActsForAnyRunner), p.CallerTokenHash, telemetry.Traceparent(ctx),
+		boolArg(p.ActsForAnyRunner), p.CallerTokenHash,
+		RealmLivePrefix, boolArg(p.RealmScoped), boolArg(!p.RealmMustExist),
+		strconv.FormatFloat(p.RegisterRate, 'f', -1, 64), p.RegisterBurst, p.HeartbeatInterval.Milliseconds(), telemetry.Traceparent(ctx),
 	).Slice()
 	if err != nil {
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, err)
 	}
 	switch scriptCode(res) {
 	case registerFull:
+		if len(res) > 1 && toString(res[1]) == "realm" {
+			return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s into %s: %w", p.ID, p.Realm, ErrRealmFull)
+		}
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, ErrFleetFull)
 	case registerLive:
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, ErrRunnerLive)
+	case registerRealmState:
+		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s into %s: %w", p.ID, p.Realm, realmStateErr(toString(res[1])))
+	case registerRealmUnknown:
+		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s into %s: %w", p.ID, p.Realm, ErrRealmNotFound)
+	case registerOtherRealm:
+		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: of another realm: %w", p.ID, ErrRunnerNotFound)
+	case registerRateLimited:
+		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s into %s: %w", p.ID, p.Realm,
+			&RateError{After: time.Duration(toInt(res[1])) * time.Millisecond})
 	}
-	if len(res) < 5 {
+	if len(res) < 7 {
 		return wire.RunnerInfo{}, Lease{}, fmt.Errorf("store: register %s: %w", p.ID, errUnexpectedResponse)
 	}
-	lease := Lease{Epoch: toInt(res[1]), ExpiresAt: time.UnixMilli(toInt(res[2])).UTC()}
+	lease := Lease{Epoch: toInt(res[1]), ExpiresAt: time.UnixMilli(toInt(res[2])).UTC(),
+		TTL: time.Duration(toInt(res[5])) * time.Millisecond, HeartbeatInterval: time.Duration(toInt(res[6])) * time.Millisecond}
 	now := time.UnixMilli(toInt(res[3])).UTC()
 	info := wire.RunnerInfo{
 		ID: p.ID, Name: p.Name, Version: p.Version, Realm: p.Realm, Endpoint: p.Endpoint,
@@ -117,13 +156,15 @@ func (s *Store) Register(ctx context.Context, p RegisterParams) (wire.RunnerInfo
 // HeartbeatParams is one heartbeat. Empty or nil fields leave the stored
 // values unchanged; Epoch 0 skips the epoch check.
 type HeartbeatParams struct {
-	RunnerID     string
-	Epoch        int64
-	LeaseTTL     time.Duration
-	Activity     wire.RunnerStatus
-	Resources    *wire.SystemResources
-	TasksRunning *int
-	Version      string
+	RunnerID string
+	Epoch    int64
+	LeaseTTL time.Duration
+	// HeartbeatInterval is the global interval (a realm policy overrides it).
+	HeartbeatInterval time.Duration
+	Activity          wire.RunnerStatus
+	Resources         *wire.SystemResources
+	TasksRunning      *int
+	Version           string
 	// StartedAt is the process start the runner reports (zero: unchanged).
 	StartedAt time.Time
 }
@@ -134,6 +175,8 @@ type HeartbeatResult struct {
 	PendingUpdate *wire.PendingUpdate
 	Tasks         []wire.RunnerTask
 	CancelTaskIDs []string
+	// RealmState is the state of the runner's realm ("" when it has no record).
+	RealmState wire.RealmState
 }
 
 // Heartbeat renews a lease, storing the traceparent of ctx's span (the
@@ -166,7 +209,7 @@ func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResu
 	res, err := heartbeatScript.Run(ctx, s.rdb, keys,
 		id, p.Epoch, p.LeaseTTL.Milliseconds(), string(p.Activity), resources, tasksRunning, p.Version,
 		TaskKeyPrefix, s.opts.MaxTasksPerReply, s.opts.CancelRetention.Milliseconds(), startedAt,
-		telemetry.Traceparent(ctx),
+		RealmRecordPrefix, p.HeartbeatInterval.Milliseconds(), telemetry.Traceparent(ctx),
 	).Slice()
 	if err != nil {
 		return HeartbeatResult{}, fmt.Errorf("store: heartbeat %s: %w", id, err)
@@ -182,13 +225,15 @@ func (s *Store) Heartbeat(ctx context.Context, p HeartbeatParams) (HeartbeatResu
 	default:
 		return HeartbeatResult{}, fmt.Errorf("store: heartbeat %s: %w", id, errUnexpectedResponse)
 	}
-	if len(res) < 6 {
+	if len(res) < 8 {
 		return HeartbeatResult{}, fmt.Errorf("store: heartbeat %s: %w", id, errUnexpectedResponse)
 	}
 	out := HeartbeatResult{
-		Lease:         Lease{Epoch: toInt(res[1]), ExpiresAt: time.UnixMilli(toInt(res[2])).UTC()},
+		Lease: Lease{Epoch: toInt(res[1]), ExpiresAt: time.UnixMilli(toInt(res[2])).UTC(),
+			HeartbeatInterval: time.Duration(toInt(res[7])) * time.Millisecond},
 		Tasks:         []wire.RunnerTask{},
 		CancelTaskIDs: toStrings(res[5]),
+		RealmState:    wire.RealmState(toString(res[6])),
 	}
 	if pu := toString(res[3]); pu != "" {
 		var u wire.PendingUpdate

@@ -37,4 +37,12 @@ var (
 	recordOutageScript = loadScript("record_outage.lua")
 	restartCheckScript = loadScript("restart_check.lua")
 	outageGraceScript  = loadScript("outage_grace.lua")
+
+	realmCreateScript     = loadScript("realm_create.lua")
+	realmUpdateScript     = loadScript("realm_update.lua")
+	realmTransitionScript = loadScript("realm_transition.lua")
+	realmDeleteScript     = loadScript("realm_delete.lua")
+	realmKeyIssueScript   = loadScript("realm_key_issue.lua")
+	realmKeyRevokeScript  = loadScript("realm_key_revoke.lua")
+	realmKeyAuthScript    = loadScript("realm_key_auth.lua")
 )

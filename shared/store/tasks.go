@@ -20,12 +20,13 @@ import (
 
 // dispatch.lua's return codes.
 const (
-	dispatchCreated   = 0
-	dispatchNotFound  = 1
-	dispatchNotOnline = 2
-	dispatchDraining  = 3
-	dispatchExisting  = 5
-	dispatchReused    = 6
+	dispatchCreated     = 0
+	dispatchNotFound    = 1
+	dispatchNotOnline   = 2
+	dispatchDraining    = 3
+	dispatchRealmClosed = 7
+	dispatchExisting    = 5
+	dispatchReused      = 6
 )
 
 // task_update.lua's return codes.
@@ -70,7 +71,7 @@ func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.Runne
 	}
 	res, err := dispatchScript.Run(ctx, s.rdb, keys,
 		tid, p.RunnerID, p.Type, string(p.Payload), p.Timeout.Milliseconds(), useIdem,
-		s.opts.IdempotencyTTL.Milliseconds(), DispatchChannel(), fingerprint(p),
+		s.opts.IdempotencyTTL.Milliseconds(), DispatchChannel(), fingerprint(p), RealmRecordPrefix,
 	).Slice()
 	if err != nil {
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, err)
@@ -91,6 +92,8 @@ func (s *Store) Dispatch(ctx context.Context, p DispatchParams) (task wire.Runne
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerNotFound)
 	case dispatchDraining:
 		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerDraining)
+	case dispatchRealmClosed:
+		return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, realmStateErr(toString(res[1])))
 	case dispatchNotOnline:
 		if toString(res[1]) == string(wire.RunnerUnreachable) {
 			return wire.RunnerTask{}, false, fmt.Errorf("store: dispatch to %s: %w", p.RunnerID, ErrRunnerUnreachable)
@@ -182,9 +185,11 @@ func (s *Store) ListTasks(ctx context.Context, p ListTasksParams) (wire.TaskList
 type ListAllTasksParams struct {
 	Status   wire.TaskStatus
 	RunnerID string
-	Type     string
-	Cursor   string
-	Limit    int
+	// Realm keeps the tasks of that realm's runners ("" = every realm).
+	Realm  string
+	Type   string
+	Cursor string
+	Limit  int
 }
 
 // ListAllTasks lists the tasks of every runner (GET /tasks). With a runner
@@ -203,7 +208,7 @@ func (s *Store) ListAllTasks(ctx context.Context, p ListAllTasksParams) (wire.Ta
 	}
 	l, err := s.listTaskIndex(ctx, index, p.Cursor, p.Limit, func(t wire.RunnerTask) bool {
 		return (p.Status == "" || t.Status == p.Status) && (p.Type == "" || t.Type == p.Type) &&
-			(p.RunnerID == "" || t.RunnerID == p.RunnerID)
+			(p.RunnerID == "" || t.RunnerID == p.RunnerID) && (p.Realm == "" || TaskRealm(t) == p.Realm)
 	})
 	if err != nil {
 		return wire.TaskList{}, fmt.Errorf("store: list all tasks: %w", err)

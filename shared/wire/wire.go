@@ -100,6 +100,7 @@ type RunnerInfo struct {
 type RunnerTask struct {
 	ID         string          `json:"id"`
 	RunnerID   string          `json:"runnerId"`
+	Realm      string          `json:"realm,omitempty"`
 	Type       string          `json:"type"`
 	Payload    json.RawMessage `json:"payload,omitempty"`
 	Status     TaskStatus      `json:"status"`
@@ -159,6 +160,12 @@ type HeartbeatResponse struct {
 	PendingUpdate       *PendingUpdate `json:"pendingUpdate,omitempty"`
 	Tasks               []RunnerTask   `json:"tasks"`
 	CancelTaskIDs       []string       `json:"cancelTaskIds"`
+	// Drain: the runner's realm is draining; the runner finishes its tasks
+	// and takes no more.
+	Drain bool `json:"drain,omitempty"`
+	// Deregister: the runner's realm is closed; the runner deregisters
+	// (POST /runners/offline) and stops.
+	Deregister bool `json:"deregister,omitempty"`
 }
 
 // UpdateRunnerPayload is the body of POST /runners/update.

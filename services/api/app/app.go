@@ -90,12 +90,13 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		LeaseTTL: cfg.LeaseTTL(), HeartbeatInterval: cfg.HeartbeatInterval(), MaxRunners: cfg.MaxRunners,
 		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: cfg.LongPollMax(), CountsCacheTTL: cfg.CountsCacheTTL,
 		TracerProvider: o.tp,
+		RegisterRate:   cfg.RegisterRate, RegisterBurst: cfg.RegisterBurst,
 	}, hub, breaker, time.Now, log)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	a := auth.New(auth.Keys{API: cfg.APIKeys, Operator: cfg.AdminAPIKeys, APIKeysActForRunners: cfg.APIKeysActForRunners()},
-		svc.TokenHash, store.ErrRunnerNotFound, validate.ID)
+		svc.TokenHash, store.ErrRunnerNotFound, validate.ID).WithRealmKeys(svc.LookupRealmKey, store.ErrRealmKeyNotFound)
 	m := metrics.New(st, metrics.Options{
 		Prefix: cfg.MetricsPrefix, PerRunner: cfg.MetricsPerRunner,
 		CacheTTL: time.Duration(cfg.MetricsCacheMs) * time.Millisecond, Admission: svc.Admission,

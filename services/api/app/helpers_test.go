@@ -38,6 +38,7 @@ type env struct {
 	base  string
 	cfg   config.API
 	http  *http.Client
+	srv   *app.Server
 }
 
 // authCfg turns auth on with one API key and one operator key.
@@ -82,7 +83,7 @@ func startWith(t testing.TB, srv *redistest.Server, rdb *redis.Client, log *slog
 	t.Cleanup(tr.CloseIdleConnections)
 	testkit.Serve(t, func(ctx context.Context) error { return s.Serve(ctx, ln) })
 	e := &env{t: t, redis: srv, rdb: rdb, base: "http://" + ln.Addr().String(), cfg: cfg,
-		http: &http.Client{Timeout: 20 * time.Second, Transport: tr}}
+		http: &http.Client{Timeout: 20 * time.Second, Transport: tr}, srv: s}
 	return e
 }
 

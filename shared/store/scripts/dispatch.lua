@@ -9,13 +9,16 @@
 -- ARGV[5] timeout ms (0 = none)   ARGV[6] '1' when an idempotency key was given
 -- ARGV[7] idempotency TTL ms   ARGV[8] dispatch pub/sub channel
 -- ARGV[9] request fingerprint (the idempotency key stores "<task id> <fingerprint>")
+-- ARGV[10] realm record key prefix
 --
 -- Returns {0, task id, createdAt ms} for a new task;
 --         {5, existing task id} when the idempotency key already made one;
 --         {6, existing task id} when it made one from a different request;
 --         {1} unknown runner; {2, status} runner offline or unreachable;
 --         {3} runner draining (its last heartbeat reported activity 'draining':
---             it finishes its tasks and takes no more; a registration clears it).
+--             it finishes its tasks and takes no more; a registration clears it);
+--         {7, state} the runner's realm is draining or closed.
+-- The task records its runner's realm (field realm), for GET /tasks?realm=.
 if ARGV[6] == '1' then
   local existing = redis.call('GET', KEYS[7])
   if existing then
@@ -30,13 +33,19 @@ if ARGV[6] == '1' then
     return {5, tid}
   end
 end
-local st = redis.call('HMGET', KEYS[1], 'status', 'activity')
+local st = redis.call('HMGET', KEYS[1], 'status', 'activity', 'realm')
 local status = st[1]
 if not status then
   return {1}
 end
 if status == 'offline' or status == 'unreachable' then
   return {2, status}
+end
+local realm = st[3]
+if not realm or realm == '' then realm = 'default' end
+local realmState = redis.call('HGET', ARGV[10] .. realm, 'state')
+if realmState == 'draining' or realmState == 'closed' then
+  return {7, realmState}
 end
 if st[2] == 'draining' then
   return {3}
@@ -48,7 +57,7 @@ local tid = ARGV[1]
 local timeout = tonumber(ARGV[5])
 
 redis.call('HSET', KEYS[2], 'id', tid, 'runnerId', ARGV[2], 'type', ARGV[3],
-  'payload', ARGV[4], 'status', 'pending', 'timeoutMs', timeout, 'createdAt', now)
+  'payload', ARGV[4], 'status', 'pending', 'timeoutMs', timeout, 'createdAt', now, 'realm', realm)
 redis.call('ZADD', KEYS[3], now, tid)
 redis.call('ZADD', KEYS[9], now, tid)
 redis.call('ZADD', KEYS[4], now, tid)

@@ -10,10 +10,16 @@
 -- ARGV[6] tasks running ('' = unchanged)   ARGV[7] version ('' = unchanged)
 -- ARGV[8] task key prefix   ARGV[9] max tasks to return   ARGV[10] cancel retention ms
 -- ARGV[11] process start ms the runner reports ('' = unchanged)
--- ARGV[12] traceparent of the heartbeat's server span ('' = none): stored as
+-- ARGV[12] realm record key prefix   ARGV[13] heartbeat interval ms (global)
+-- ARGV[14] traceparent of the heartbeat's server span ('' = none): stored as
 --          heartbeatTraceparent, and carried by a runner.recovered event
 --
--- Returns {0, epoch, deadline ms, pendingUpdate JSON or '', tasks, cancel ids}
+-- The runner's realm overrides ARGV[3] (p:leaseTtlMs) and ARGV[13]
+-- (p:heartbeatIntervalMs); its state rides on the reply (the API turns
+-- draining into "drain": true and closed into "deregister": true).
+--
+-- Returns {0, epoch, deadline ms, pendingUpdate JSON or '', tasks, cancel ids,
+--          realm state ('' when the realm has no record), interval ms}
 --   where tasks is a flat list of (id, type, payload, timeoutMs, createdAt) tuples;
 --         {1} unknown runner; {2, epoch} runner offline; {3, epoch} stale epoch.
 -- A heartbeat that reaches the script before the sweeper's transition wins the
@@ -33,20 +39,26 @@ if argEpoch ~= 0 and argEpoch ~= epoch then
   return {3, epoch}
 end
 
+local realmName = st[6]
+if not realmName or realmName == '' then realmName = 'default' end
+local realm = redis.call('HMGET', ARGV[12] .. realmName, 'state', 'p:leaseTtlMs', 'p:heartbeatIntervalMs')
+local ttl = tonumber(realm[2]) or tonumber(ARGV[3])
+local interval = tonumber(realm[3]) or tonumber(ARGV[13])
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = ARGV[1]
-local deadline = now + tonumber(ARGV[3])
+local deadline = now + ttl
 
-redis.call('SET', KEYS[2], epoch, 'PX', ARGV[3])
+redis.call('SET', KEYS[2], epoch, 'PX', ttl)
 redis.call('ZADD', KEYS[3], deadline, id)
-redis.call('HSET', KEYS[1], 'lastHeartbeat', now, 'leaseExpiresAt', deadline, 'heartbeatTraceparent', ARGV[12])
+redis.call('HSET', KEYS[1], 'lastHeartbeat', now, 'leaseExpiresAt', deadline, 'heartbeatTraceparent', ARGV[14])
 if status == 'unreachable' then
   redis.call('HSET', KEYS[1], 'status', 'online')
   redis.call('ZREM', KEYS[5], id)
   redis.call('ZADD', KEYS[4], 0, id)
   redis.call('ZREM', KEYS[6], id)
-  redis.call('XADD', KEYS[9], '*', 'type', 'runner.recovered', 'ts', now, 'traceparent', ARGV[12],
+  redis.call('XADD', KEYS[9], '*', 'type', 'runner.recovered', 'ts', now, 'traceparent', ARGV[14],
     'data', cjson.encode({runner = {id = id, name = st[5], version = st[4], realm = st[6], endpoint = st[7]}, leaseEpoch = epoch}))
 end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'activity', ARGV[4]) end
@@ -85,4 +97,4 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - tonumber(ARGV[10]))
 local cancel = redis.call('ZRANGE', KEYS[8], 0, -1)
 
-return {0, epoch, deadline, pending, tasks, cancel}
+return {0, epoch, deadline, pending, tasks, cancel, realm[1] or '', interval}

@@ -13,7 +13,8 @@
 -- ARGV[3] task key prefix   ARGV[4] lease epoch (0 = any)
 -- ARGV[5] '1' to require that the lease is gone and its deadline passed
 -- ARGV[6] error written on the failed tasks   ARGV[7] task retention ms (0 = keep)
--- ARGV[8] traceparent of the transition's span ('' = none), carried by the event
+-- ARGV[8] realm live key prefix (the runner leaves its realm's live set)
+-- ARGV[9] traceparent of the transition's span ('' = none), carried by the event
 --
 -- Returns {0, epoch, lease deadline ms, now ms, failed task ids, heartbeat
 --         traceparent} on transition, the last being the runner's stored
@@ -57,6 +58,9 @@ redis.call('ZADD', KEYS[6], 0, id)
 redis.call('ZREM', KEYS[11], id)
 redis.call('HSET', KEYS[1], 'status', 'offline', 'offlineReason', ARGV[2], 'offlineAt', now, 'tasksRunning', 0)
 redis.call('ZADD', KEYS[14], now, id)
+local realm = f[6]
+if not realm or realm == '' then realm = 'default' end
+redis.call('ZREM', ARGV[8] .. realm, id)
 
 local failed = {}
 local retention = tonumber(ARGV[7])
@@ -77,7 +81,7 @@ redis.call('HINCRBY', KEYS[13], 'transitions:' .. ARGV[2], 1)
 
 local runner = {id = id, name = f[4], version = f[5], realm = f[6], endpoint = f[7]}
 if f[8] and f[8] ~= '' then runner.labels = cjson.decode(f[8]) end
-redis.call('XADD', KEYS[12], '*', 'type', 'runner.offline', 'ts', now, 'traceparent', ARGV[8],
+redis.call('XADD', KEYS[12], '*', 'type', 'runner.offline', 'ts', now, 'traceparent', ARGV[9],
   'data', cjson.encode({runner = runner, reason = ARGV[2], failedTaskIds = failed,
     leaseEpoch = epoch, leaseExpiredAtMs = leaseExpiresAt}))
 

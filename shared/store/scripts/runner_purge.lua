@@ -10,7 +10,7 @@
 -- KEYS[7]  runner tasks zset      KEYS[8]  runner pending zset
 -- KEYS[9]  runner active set      KEYS[10] runner cancel zset
 -- KEYS[11] lease key              KEYS[12] lease deadline zset
--- KEYS[13] quarantine zset        KEYS[14] realms zset
+-- KEYS[13] quarantine zset        KEYS[14] realms zset (unused: realms outlive their runners)
 -- ARGV[1] runner id   ARGV[2] retention ms (0 = no wait)   ARGV[3] realm index key prefix
 --
 -- Returns {0, realm} deleted; {1} unknown runner (its stale offline-since
@@ -43,10 +43,6 @@ redis.call('ZREM', KEYS[12], id)
 redis.call('ZREM', KEYS[13], id)
 local realm = f[3] or ''
 if realm ~= '' then
-  local rkey = ARGV[3] .. realm
-  redis.call('ZREM', rkey, id)
-  if redis.call('ZCARD', rkey) == 0 then
-    redis.call('ZREM', KEYS[14], realm)
-  end
+  redis.call('ZREM', ARGV[3] .. realm, id)
 end
 return {0, realm}

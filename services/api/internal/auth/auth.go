@@ -60,6 +60,12 @@ type Principal struct {
 	// the operator keys (or every API key while ADMIN_API_KEYS is empty) is
 	// RoleOperator with RunnerKey set: it does both.
 	RunnerKey bool
+	// Realm is set for a realm-scoped key (RoleAPIKey for a register key,
+	// RoleOperator for a realm operator key): everything outside it is
+	// answered as if it did not exist. KeyID names that key (never its
+	// material). Empty for global keys, runner tokens and auth off.
+	Realm string
+	KeyID string
 	// tokenHash is, for RoleRunner, the stored form of the token presented:
 	// a registration hands it to register.lua, which compares it with the
 	// runner's current hash in the same step that re-registers.
@@ -76,7 +82,29 @@ func (p Principal) String() string {
 	if p.RunnerKey {
 		s += "+runner-key"
 	}
+	if p.Realm != "" {
+		s += "@" + p.Realm + "(" + p.KeyID + ")"
+	}
 	return s
+}
+
+// Scoped reports whether p is a realm-scoped key.
+func (p Principal) Scoped() bool { return p.Realm != "" }
+
+// Sees reports whether realm is visible to p: every realm for a global
+// credential, its own for a realm-scoped key.
+func (p Principal) Sees(realm string) bool { return p.Realm == "" || p.Realm == realm }
+
+// IsGlobalOperator reports whether p is an operator across realms (a
+// global operator key, or auth off).
+func (p Principal) IsGlobalOperator() bool { return p.IsOperator() && !p.Scoped() }
+
+// Actor is who p is in a realm's history: its key id, or "global operator".
+func (p Principal) Actor() string {
+	if p.Scoped() {
+		return p.KeyID
+	}
+	return "global operator"
 }
 
 // LogValue is String for slog.
@@ -207,6 +235,28 @@ func Credential(authorization, apiKey string) (string, error) {
 // wrapping notFound when the runner does not exist.
 type TokenLookup func(ctx context.Context, runnerID string) (string, error)
 
+// RealmKey is a realm-scoped key as stored: its id, realm and role
+// ("register" or "operator").
+type RealmKey struct{ ID, Realm, Role, Hash string }
+
+// RealmKeyLookup finds a realm-scoped key by its SHA-256 (hex), per
+// request; an error wrapping notFound means no such key (revoked).
+type RealmKeyLookup func(ctx context.Context, hash string) (RealmKey, error)
+
+// RealmKeyPrefix starts every realm-scoped key: it never contains a dot, so
+// it is never mistaken for a runner token.
+const RealmKeyPrefix = "ygg_rk_"
+
+// NewRealmKey returns a fresh realm-scoped key and its stored hash.
+func NewRealmKey() (key, hash string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("auth: realm key: %w", err)
+	}
+	key = RealmKeyPrefix + hex.EncodeToString(b[:])
+	return key, HashToken(key), nil
+}
+
 // Keys are the configured keys and what API keys may do.
 type Keys struct {
 	// API may register runners (API_KEYS).
@@ -227,6 +277,16 @@ type Authenticator struct {
 	lookup     TokenLookup
 	notFound   error
 	validID    func(string) bool
+
+	realmLookup   RealmKeyLookup
+	realmNotFound error
+}
+
+// WithRealmKeys lets a resolve realm-scoped keys through lookup (notFound is
+// the error it wraps for an unknown key). Realm keys work with auth on only.
+func (a *Authenticator) WithRealmKeys(lookup RealmKeyLookup, notFound error) *Authenticator {
+	a.realmLookup, a.realmNotFound = lookup, notFound
+	return a
 }
 
 // New returns an Authenticator for keys. With no key at all, auth is off
@@ -271,6 +331,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization, apiKey 
 	case api:
 		return Principal{Role: RoleAPIKey, RunnerKey: runnerKey}, nil
 	}
+	if strings.HasPrefix(cred, RealmKeyPrefix) && a.realmLookup != nil {
+		return a.realmKey(ctx, sum)
+	}
 	id, _, ok := SplitToken(cred)
 	if !ok || (a.validID != nil && !a.validID(id)) {
 		return Principal{}, ErrUnauthenticated
@@ -287,6 +350,29 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization, apiKey 
 		return Principal{}, ErrUnauthenticated
 	}
 	return Principal{Role: RoleRunner, RunnerID: id, tokenHash: got}, nil
+}
+
+// realmKey resolves a realm-scoped key by its digest (the record is found
+// by the hash; the stored hash is then compared in constant time).
+func (a *Authenticator) realmKey(ctx context.Context, sum [sha256.Size]byte) (Principal, error) {
+	got := hex.EncodeToString(sum[:])
+	k, err := a.realmLookup(ctx, got)
+	if err != nil {
+		if a.realmNotFound != nil && errors.Is(err, a.realmNotFound) {
+			return Principal{}, ErrUnauthenticated
+		}
+		return Principal{}, fmt.Errorf("auth: realm key lookup: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(k.Hash)) != 1 {
+		return Principal{}, ErrUnauthenticated
+	}
+	switch k.Role {
+	case "operator":
+		return Principal{Role: RoleOperator, Realm: k.Realm, KeyID: k.ID}, nil
+	case "register":
+		return Principal{Role: RoleAPIKey, RunnerKey: a.keysRunner, Realm: k.Realm, KeyID: k.ID}, nil
+	}
+	return Principal{}, ErrUnauthenticated
 }
 
 // NewToken returns a fresh runner token "<runnerId>.<secret>" and the hash

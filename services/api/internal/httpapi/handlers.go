@@ -10,6 +10,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -125,6 +126,18 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 	app.Patch("/runners/:id/tasks/:tid", h.shed, h.patchTask)
 	app.Get("/tasks", h.listAllTasks)
 	app.Post("/runners/:id/request-update", h.requestUpdate)
+
+	app.Post("/realms", h.createRealm)
+	app.Get("/realms", h.listRealms)
+	app.Get("/realms/:name", h.getRealm)
+	app.Patch("/realms/:name", h.patchRealm)
+	app.Post("/realms/:name/drain", h.transitionRealm(wire.RealmDraining))
+	app.Post("/realms/:name/activate", h.transitionRealm(wire.RealmActive))
+	app.Post("/realms/:name/close", h.transitionRealm(wire.RealmClosed))
+	app.Delete("/realms/:name", h.deleteRealm)
+	app.Post("/realms/:name/keys", h.issueRealmKey)
+	app.Get("/realms/:name/keys", h.listRealmKeys)
+	app.Delete("/realms/:name/keys/:kid", h.revokeRealmKey)
 	return app
 }
 
@@ -167,26 +180,67 @@ func (h *Handlers) ready(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) admission(c *fiber.Ctx) error {
-	if _, err := h.authenticated(c); err != nil {
+	p, err := h.authenticated(c)
+	if err != nil {
 		return err
 	}
-	return c.JSON(h.svc.Admission(c.UserContext()))
-}
-
-func (h *Handlers) versionCheck(c *fiber.Ctx) error {
-	if _, err := h.authenticated(c); err != nil {
+	realm, err := h.realmQuery(c, p)
+	if err != nil {
 		return err
 	}
-	out, err := h.svc.VersionCheck(c.Params("version"))
+	if realm == "" {
+		return c.JSON(h.svc.Admission(c.UserContext()))
+	}
+	out, err := h.svc.RealmAdmission(c.UserContext(), realm)
 	return reply(c, out, err)
 }
 
-func (h *Handlers) listRunners(c *fiber.Ctx) error {
-	if err := h.operator(c); err != nil {
+func (h *Handlers) versionCheck(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
 		return err
 	}
+	realm, err := h.realmQuery(c, p)
+	if err != nil {
+		return err
+	}
+	out, err := h.svc.RealmVersionCheck(c.UserContext(), realm, c.Params("version"))
+	return reply(c, out, err)
+}
+
+// realmQuery is the realm a request is about: its `realm` query value, a
+// realm-scoped key's own realm when it names none; another realm than the
+// key's is ErrRealmNotFound (as if it did not exist), a value that is no
+// realm name a 422.
+func (h *Handlers) realmQuery(c *fiber.Ctx, p auth.Principal) (string, error) {
+	q := c.Query("realm")
+	if q == "" {
+		return p.Realm, nil
+	}
+	if !p.Sees(q) {
+		return "", store.ErrRealmNotFound
+	}
+	if err := validate.CheckRealm("realm", q); err != nil {
+		return "", err
+	}
+	return q, nil
+}
+
+func (h *Handlers) listRunners(c *fiber.Ctx) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	// the realm first: another realm is a 404 whatever the key's role
+	realm, err := h.realmQuery(c, p)
+	if err != nil {
+		return err
+	}
+	if !p.IsOperator() {
+		return auth.ErrForbidden
+	}
 	out, err := h.svc.ListRunners(c.UserContext(), runners.RunnerQuery{
-		Status: c.Query("status"), Realm: c.Query("realm"), Cursor: c.Query("cursor"), Limit: c.Query("limit"),
+		Status: c.Query("status"), Realm: realm, Cursor: c.Query("cursor"), Limit: c.Query("limit"),
 	})
 	if err != nil {
 		return err
@@ -210,7 +264,7 @@ func (h *Handlers) register(c *fiber.Ctx) error {
 	if !p.MayRegister(body.RunnerID) {
 		return auth.ErrForbidden
 	}
-	out, err := h.svc.Register(c.UserContext(), body, p.Claim(body.RunnerID))
+	out, err := h.svc.Register(c.UserContext(), body, p.Claim(body.RunnerID), p)
 	if err != nil {
 		return err
 	}
@@ -255,11 +309,10 @@ func (h *Handlers) getRunner(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) deleteRunner(c *fiber.Ctx) error {
-	if err := h.operator(c); err != nil {
+	id := c.Params("id")
+	if err := h.operatorOn(c, id); err != nil {
 		return err
 	}
-	id := c.Params("id")
-	c.Locals(localRunner, id)
 	if err := h.svc.DeleteRunner(c.UserContext(), id); err != nil {
 		return err
 	}
@@ -291,22 +344,30 @@ func (h *Handlers) getTask(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) listAllTasks(c *fiber.Ctx) error {
-	if err := h.operator(c); err != nil {
+	p, err := h.authenticated(c)
+	if err != nil {
 		return err
 	}
+	// the realm first: another realm is a 404 whatever the key's role
+	realm, err := h.realmQuery(c, p)
+	if err != nil {
+		return err
+	}
+	if !p.IsOperator() {
+		return auth.ErrForbidden
+	}
 	out, err := h.svc.ListAllTasks(c.UserContext(), runners.AllTasksQuery{
-		Status: c.Query("status"), Runner: c.Query("runner"), Type: c.Query("type"),
+		Status: c.Query("status"), Runner: c.Query("runner"), Type: c.Query("type"), Realm: realm,
 		Cursor: c.Query("cursor"), Limit: c.Query("limit"),
 	})
 	return reply(c, out, err)
 }
 
 func (h *Handlers) dispatch(c *fiber.Ctx) error {
-	if err := h.operator(c); err != nil {
+	id := c.Params("id")
+	if err := h.operatorOn(c, id); err != nil {
 		return err
 	}
-	id := c.Params("id")
-	c.Locals(localRunner, id)
 	var body wire.DispatchTaskPayload
 	if err := Decode(c.Body(), &body); err != nil {
 		return err
@@ -331,6 +392,9 @@ func (h *Handlers) patchTask(c *fiber.Ctx) error {
 	id := c.Params("id")
 	c.Locals(localRunner, id)
 	c.Locals(localTask, c.Params("tid"))
+	if err := h.svc.CheckRunnerRealm(c.UserContext(), p, id); err != nil {
+		return err
+	}
 	var body wire.TaskUpdatePayload
 	if err := Decode(c.Body(), &body); err != nil {
 		return err
@@ -355,6 +419,10 @@ func (h *Handlers) patchTaskByID(c *fiber.Ctx) error {
 	}
 	out, err := h.svc.UpdateTaskByID(c.UserContext(), c.Params("tid"), body, func(runnerID string) (string, error) {
 		c.Locals(localRunner, runnerID)
+		if err := h.svc.CheckRunnerRealm(c.UserContext(), p, runnerID); err != nil {
+			// another realm's task does not exist for this key
+			return "", fmt.Errorf("httpapi: task of another realm: %w", store.ErrTaskNotFound)
+		}
 		return actorFor(p, runnerID, body)
 	})
 	if err != nil {
@@ -364,11 +432,10 @@ func (h *Handlers) patchTaskByID(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) requestUpdate(c *fiber.Ctx) error {
-	if err := h.operator(c); err != nil {
+	id := c.Params("id")
+	if err := h.operatorOn(c, id); err != nil {
 		return err
 	}
-	id := c.Params("id")
-	c.Locals(localRunner, id)
 	var body wire.RequestUpdatePayload
 	if err := Decode(c.Body(), &body); err != nil {
 		return err
@@ -425,12 +492,39 @@ func (h *Handlers) operator(c *fiber.Ctx) error {
 	return nil
 }
 
+// principal is the caller authenticated earlier in this request.
+func (h *Handlers) principal(c *fiber.Ctx) auth.Principal {
+	p, _ := c.Locals(localPrincipal).(auth.Principal)
+	return p
+}
+
+// operatorOn requires an operator acting on runner id: a realm-scoped
+// operator key on another realm's runner gets ErrRunnerNotFound, as for a
+// runner that does not exist, before any role check can tell them apart.
+func (h *Handlers) operatorOn(c *fiber.Ctx, id string) error {
+	p, err := h.authenticated(c)
+	if err != nil {
+		return err
+	}
+	c.Locals(localRunner, id)
+	if err := h.svc.CheckRunnerRealm(c.UserContext(), p, id); err != nil {
+		return err
+	}
+	if !p.IsOperator() {
+		return auth.ErrForbidden
+	}
+	return nil
+}
+
 func (h *Handlers) runnerOrOperator(c *fiber.Ctx, id string) error {
 	p, err := h.authenticated(c)
 	if err != nil {
 		return err
 	}
 	c.Locals(localRunner, id)
+	if err := h.svc.CheckRunnerRealm(c.UserContext(), p, id); err != nil {
+		return err
+	}
 	if p.ActsFor(id) || p.IsOperator() {
 		return nil
 	}
@@ -442,6 +536,9 @@ func (h *Handlers) runnerOrOperator(c *fiber.Ctx, id string) error {
 // when allowOperator).
 func (h *Handlers) actsFor(c *fiber.Ctx, p auth.Principal, id string, allowOperator bool) error {
 	c.Locals(localRunner, id)
+	if err := h.svc.CheckRunnerRealm(c.UserContext(), p, id); err != nil {
+		return err
+	}
 	if p.ActsFor(id) || (allowOperator && p.IsOperator()) {
 		return nil
 	}

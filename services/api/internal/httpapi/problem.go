@@ -60,6 +60,16 @@ var domain = []struct {
 	{store.ErrInvalidTransition, kind{409, problem.TypeInvalidTransition, "Invalid task transition", "the task cannot move from its current status to this one"}},
 	{store.ErrIdempotencyReused, kind{422, problem.TypeIdempotencyKeyReused, "Idempotency-Key reused", "this Idempotency-Key was already used for a different request to this runner"}},
 	{store.ErrFleetFull, kind{503, problem.TypeFleetFull, "Fleet full", "MAX_RUNNERS live runners are registered already"}},
+	{store.ErrRealmNotFound, kind{404, problem.TypeRealmNotFound, "Realm not found", "no realm with this name"}},
+	{store.ErrRealmExists, kind{409, problem.TypeRealmExists, "Realm exists", "a realm with this name exists already"}},
+	{store.ErrRealmDraining, kind{409, problem.TypeRealmDraining, "Realm draining", "the realm is draining: it admits no registrations and its runners take no new tasks"}},
+	{store.ErrRealmClosed, kind{409, problem.TypeRealmClosed, "Realm closed", "the realm is closed: it admits no registrations and its runners take no new tasks"}},
+	{store.ErrRealmTransition, kind{409, problem.TypeRealmTransition, "Realm transition not allowed", "the realm's current state does not allow this (active -> draining -> closed -> deleted, draining -> active, active -> closed)"}},
+	{store.ErrRealmHasLiveRunners, kind{409, problem.TypeRealmHasLiveRunners, "Realm has live runners", "a runner of the realm is online or unreachable: wait until every runner is offline"}},
+	{store.ErrDefaultRealm, kind{409, problem.TypeDefaultRealm, "Default realm", "the default realm always exists and cannot be deleted"}},
+	{store.ErrRealmKeyNotFound, kind{404, problem.TypeRealmKeyNotFound, "Key not found", "no key with this id in this realm"}},
+	{store.ErrRealmFull, kind{503, problem.TypeRealmFull, "Realm full", "the realm's maxRunners live runners are registered already"}},
+	{store.ErrRegisterRate, kind{429, problem.TypeRegisterRateLimited, "Too many registrations", "registrations into this realm arrive faster than its rate allows; retry after Retry-After"}},
 	{runners.ErrAdmissionClosed, kind{503, problem.TypeAdmissionClosed, "Admission closed", "registrations are suspended while the state store is failing"}},
 	{runners.ErrTooManyWaiters, kind{503, problem.TypeLongPollCapacity, "Too many long polls", "this replica holds its maximum of long polls; retry"}},
 	{errOverloaded, kind{503, problem.TypeOverloaded, "Overloaded", "this replica cannot serve the request in time; retry after Retry-After"}},
@@ -84,7 +94,7 @@ func Classify(err error) (p problem.Problem, retry time.Duration, logIt bool) {
 	for _, d := range domain {
 		if errors.Is(err, d.err) {
 			p = problem.Problem{Type: d.k.typ, Title: d.k.title, Status: d.k.status, Detail: d.k.detail}
-			if p.Status == fiber.StatusServiceUnavailable && retry == 0 {
+			if (p.Status == fiber.StatusServiceUnavailable || p.Status == fiber.StatusTooManyRequests) && retry == 0 {
 				retry = time.Second
 			}
 			// the breaker refusing while open is expected, not a failure to log

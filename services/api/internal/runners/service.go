@@ -62,6 +62,10 @@ type Config struct {
 	// TracerProvider makes the span of a deregistration's offline
 	// transition; nil is a no-op provider.
 	TracerProvider trace.TracerProvider
+	// RegisterRate (per second, 0 = no limit) and RegisterBurst fill each
+	// realm's registration token bucket (a realm policy overrides them).
+	RegisterRate  float64
+	RegisterBurst int
 }
 
 // Service is the application layer over the store.
@@ -134,9 +138,23 @@ func (s *Service) observe(err error) error {
 // Register registers a runner, or brings it back under a new epoch. claim is
 // what the caller proves about the named runner's credential: a live
 // runner's id is refused (store.ErrRunnerLive) to a caller proving nothing.
-func (s *Service) Register(ctx context.Context, p wire.RegisterRunnerPayload, claim auth.Claim) (wire.RegisterRunnerResponse, error) {
+//
+// caller decides the realm: a realm-scoped key registers into its own realm
+// only (a body naming another realm, or the id of another realm's runner, is
+// ErrRealmNotFound / ErrRunnerNotFound, as if they did not exist); a global
+// key into any realm, which is created on the fly when unknown.
+func (s *Service) Register(ctx context.Context, p wire.RegisterRunnerPayload, claim auth.Claim, caller auth.Principal) (wire.RegisterRunnerResponse, error) {
 	if err := validate.Register(&p); err != nil {
 		return wire.RegisterRunnerResponse{}, err
+	}
+	if p.Realm == "" {
+		p.Realm = wire.DefaultRealm
+		if caller.Scoped() {
+			p.Realm = caller.Realm
+		}
+	}
+	if !caller.Sees(p.Realm) {
+		return wire.RegisterRunnerResponse{}, fmt.Errorf("runners: register into another realm: %w", store.ErrRealmNotFound)
 	}
 	if after, ok := s.breaker.Allow(); !ok {
 		return wire.RegisterRunnerResponse{}, &RetryError{After: after, Err: ErrAdmissionClosed}
@@ -153,16 +171,22 @@ func (s *Service) Register(ctx context.Context, p wire.RegisterRunnerPayload, cl
 		ID: id, Name: p.Name, Version: p.Version, Realm: p.Realm, Endpoint: p.Endpoint,
 		Labels: p.Labels, Capacity: p.Capacity, TokenHash: hash, LeaseTTL: s.cfg.LeaseTTL,
 		MaxRunners: s.cfg.MaxRunners, ActsForAnyRunner: claim.AnyRunner, CallerTokenHash: claim.TokenHash,
+		RealmScoped: caller.Scoped(), RealmMustExist: caller.Scoped(),
+		RegisterRate: s.cfg.RegisterRate, RegisterBurst: s.cfg.RegisterBurst, HeartbeatInterval: s.cfg.HeartbeatInterval,
 	})
 	if err = s.observe(err); err != nil {
-		if errors.Is(err, store.ErrFleetFull) {
+		var rate *store.RateError
+		switch {
+		case errors.Is(err, store.ErrFleetFull), errors.Is(err, store.ErrRealmFull):
 			return wire.RegisterRunnerResponse{}, &RetryError{After: s.retryFull(), Err: err}
+		case errors.As(err, &rate):
+			return wire.RegisterRunnerResponse{}, &RetryError{After: jitter(rate.After), Err: err}
 		}
 		return wire.RegisterRunnerResponse{}, err
 	}
 	return wire.RegisterRunnerResponse{
-		RunnerInfo: info, Token: token, LeaseTTLMs: s.cfg.LeaseTTL.Milliseconds(),
-		HeartbeatIntervalMs: s.cfg.HeartbeatInterval.Milliseconds(),
+		RunnerInfo: info, Token: token, LeaseTTLMs: lease.TTL.Milliseconds(),
+		HeartbeatIntervalMs: lease.HeartbeatInterval.Milliseconds(),
 		LeaseExpiresAt:      lease.ExpiresAt, LeaseEpoch: lease.Epoch,
 	}, nil
 }
@@ -188,7 +212,7 @@ func (s *Service) Heartbeat(ctx context.Context, p wire.HeartbeatPayload) (wire.
 		started = *p.StartedAt
 	}
 	res, err := s.store.Heartbeat(ctx, store.HeartbeatParams{
-		RunnerID: p.RunnerID, Epoch: p.LeaseEpoch, LeaseTTL: s.cfg.LeaseTTL, Activity: p.Status,
+		RunnerID: p.RunnerID, Epoch: p.LeaseEpoch, LeaseTTL: s.cfg.LeaseTTL, HeartbeatInterval: s.cfg.HeartbeatInterval, Activity: p.Status,
 		Resources: p.Resources, TasksRunning: p.TasksRunning, Version: p.Version, StartedAt: started,
 	})
 	if err = s.observe(err); err != nil {
@@ -196,8 +220,14 @@ func (s *Service) Heartbeat(ctx context.Context, p wire.HeartbeatPayload) (wire.
 	}
 	out := wire.HeartbeatResponse{
 		LeaseExpiresAt: res.Lease.ExpiresAt, LeaseEpoch: res.Lease.Epoch,
-		HeartbeatIntervalMs: s.cfg.HeartbeatInterval.Milliseconds(), PendingUpdate: res.PendingUpdate,
+		HeartbeatIntervalMs: res.Lease.HeartbeatInterval.Milliseconds(), PendingUpdate: res.PendingUpdate,
 		Tasks: res.Tasks, CancelTaskIDs: res.CancelTaskIDs,
+		Drain:      res.RealmState == wire.RealmDraining,
+		Deregister: res.RealmState == wire.RealmClosed,
+	}
+	if out.Drain || out.Deregister {
+		// a draining or closed realm's runners take no new tasks
+		out.Tasks = nil
 	}
 	if out.Tasks == nil {
 		out.Tasks = []wire.RunnerTask{}
@@ -288,7 +318,7 @@ func (s *Service) ListRunners(ctx context.Context, q RunnerQuery) (wire.RunnerLi
 	if err := validate.RunnerStatusFilter(q.Status); err != nil {
 		return wire.RunnerList{}, err
 	}
-	if q.Realm != "" && !validate.ID(q.Realm) {
+	if q.Realm != "" && !validate.RealmName(q.Realm) {
 		return wire.RunnerList{}, validate.Fail("realm", "is not a realm")
 	}
 	if q.Cursor != "" && !validate.ID(q.Cursor) {
@@ -438,6 +468,8 @@ func (s *Service) GetTask(ctx context.Context, runnerID, taskID string) (wire.Ru
 // AllTasksQuery filters the fleet's task listing (GET /tasks); raw query values.
 type AllTasksQuery struct {
 	Status, Runner, Type, Cursor, Limit string
+	// Realm (already checked) keeps one realm's tasks.
+	Realm string
 }
 
 // ListAllTasks returns one page of the fleet's tasks, newest first.
@@ -459,7 +491,7 @@ func (s *Service) ListAllTasks(ctx context.Context, q AllTasksQuery) (wire.TaskL
 		return wire.TaskList{}, err
 	}
 	l, err := s.store.ListAllTasks(ctx, store.ListAllTasksParams{
-		Status: wire.TaskStatus(q.Status), RunnerID: q.Runner, Type: q.Type, Cursor: q.Cursor, Limit: limit,
+		Status: wire.TaskStatus(q.Status), RunnerID: q.Runner, Type: q.Type, Realm: q.Realm, Cursor: q.Cursor, Limit: limit,
 	})
 	return l, s.observe(err)
 }

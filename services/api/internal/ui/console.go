@@ -367,6 +367,9 @@ func (c *Console) login(ctx *fiber.Ctx) error {
 			return c.fail(ctx, v, false, err)
 		case !p.IsOperator():
 			v.Flash = "this key may not operate the fleet: log in with an operator key (ADMIN_API_KEYS)"
+		case p.Scoped():
+			// the console shows every realm: a realm's own keys use the API
+			v.Flash = "a realm key may not use the console: log in with a global operator key (ADMIN_API_KEYS)"
 		}
 		if v.Flash != "" {
 			return c.render(ctx, fiber.StatusUnauthorized, "login", "layout", v)

@@ -131,8 +131,8 @@ func Register(p *wire.RegisterRunnerPayload) error {
 	if err := Version("version", p.Version, true); err != nil {
 		return err
 	}
-	if p.Realm != "" && !ID(p.Realm) {
-		return Fail("realm", "must match %s", idRe.String())
+	if p.Realm != "" && !RealmName(p.Realm) {
+		return Fail("realm", "must be a realm name (a DNS label: lowercase, 1-63 of [a-z0-9-], no leading or trailing -)")
 	}
 	if err := Endpoint("endpoint", p.Endpoint); err != nil {
 		return err
