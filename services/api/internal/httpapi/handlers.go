@@ -40,11 +40,11 @@ type Handlers struct {
 	tracer  trace.Tracer // nil: tracing off
 	prop    propagation.TextMapPropagator
 
-	limiter           *overload.Limiter // nil: no admission control
+	limiter            *overload.Limiter // nil: no admission control
 	retryMin, retryMax time.Duration
-	metricsKeys   keyauth.KeySet // empty: /metrics open
-	bodyLimit     int
-	readyTimeout  time.Duration
+	metricsKeys        keyauth.KeySet // empty: /metrics open
+	bodyLimit          int
+	readyTimeout       time.Duration
 }
 
 // Options configures the fiber app.

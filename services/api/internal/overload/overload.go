@@ -127,7 +127,7 @@ func (l *Limiter) Onset() <-chan struct{} { return l.onset }
 // longest Retry-After plus the 50 % jitter a client may add (ygg-sim does)
 // is back at 90 % of a TTL. Whole seconds (the header's unit), at least 1.
 func RetryAfter(interval, leaseTTL time.Duration) (lo, hi time.Duration) {
-	lo = max(time.Second, (interval/2).Truncate(time.Second))
+	lo = max(time.Second, (interval / 2).Truncate(time.Second))
 	hi = max(lo, (leaseTTL * 6 / 10).Truncate(time.Second))
 	return lo, hi
 }
