@@ -105,7 +105,8 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		TracerProvider: o.tp, Propagator: o.prop,
 		Limiter: limiter, RetryAfterMin: retryMin, RetryAfterMax: retryMax,
-		MetricsToken: cfg.MetricsToken, ReadyTimeout: cfg.HTTP.ReadyTimeout,
+		StretchedInterval: overload.StretchedInterval(cfg.HeartbeatInterval(), cfg.LeaseTTL()),
+		MetricsToken:      cfg.MetricsToken, ReadyTimeout: cfg.HTTP.ReadyTimeout,
 	})
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: cfg.MetricsPrefix + "api_overload_shed_total",

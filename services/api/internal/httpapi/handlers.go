@@ -42,6 +42,7 @@ type Handlers struct {
 
 	limiter            *overload.Limiter // nil: no admission control
 	retryMin, retryMax time.Duration
+	stretched          time.Duration  // heartbeat interval handed out while shedding (0: none)
 	metricsKeys        keyauth.KeySet // empty: /metrics open
 	bodyLimit          int
 	readyTimeout       time.Duration
@@ -63,6 +64,10 @@ type Options struct {
 	// from [RetryAfterMin, RetryAfterMax] (whole seconds, at least 1).
 	Limiter                      *overload.Limiter
 	RetryAfterMin, RetryAfterMax time.Duration
+	// StretchedInterval, when set, replaces the heartbeat interval in the
+	// replies to heartbeats served while the limiter sheds (within the
+	// last second), so that the fleet offers less.
+	StretchedInterval time.Duration
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
 	// ReadyTimeout bounds /ready's PING.
@@ -72,7 +77,7 @@ type Options struct {
 // NewApp builds the fiber app with every route.
 func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger, o Options) *fiber.App {
 	h := &Handlers{svc: svc, auth: a, metrics: m, log: log, prop: o.Propagator,
-		limiter: o.Limiter, retryMin: o.RetryAfterMin, retryMax: o.RetryAfterMax, bodyLimit: o.BodyLimit, readyTimeout: o.ReadyTimeout}
+		limiter: o.Limiter, retryMin: o.RetryAfterMin, retryMax: o.RetryAfterMax, stretched: o.StretchedInterval, bodyLimit: o.BodyLimit, readyTimeout: o.ReadyTimeout}
 	if o.MetricsToken != "" {
 		h.metricsKeys = keyauth.NewKeySet([]string{o.MetricsToken})
 	}
@@ -228,6 +233,9 @@ func (h *Handlers) heartbeat(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := h.svc.Heartbeat(c.UserContext(), body)
+	if err == nil && h.limiter != nil && h.stretched > 0 && h.limiter.Shedding(time.Second) {
+		out.HeartbeatIntervalMs = h.stretched.Milliseconds()
+	}
 	return reply(c, out, err)
 }
 

@@ -118,6 +118,25 @@ func (l *Limiter) refused() {
 // the window that earns it the failover grace.
 func (l *Limiter) Onset() <-chan struct{} { return l.onset }
 
+// Shedding reports whether the limiter refused a request within the last
+// d.
+func (l *Limiter) Shedding(d time.Duration) bool {
+	last := l.lastShed.Load()
+	return last != 0 && l.now().UnixNano()-last < int64(d)
+}
+
+// StretchedInterval is the heartbeat interval the api hands out while it
+// sheds: three quarters of the lease (never shorter than interval). Like
+// Nomad, which lengthens its heartbeat TTL with the fleet to bound the
+// heartbeats per second, an overloaded api asks the runners it serves to
+// come back later, so that a fleet offering twice its capacity offers
+// about 1.3 times instead and fewer refusals eat into the requests
+// served. A quarter of the lease is left for the next heartbeat's trip;
+// runners it refuses are covered by the failover grace.
+func StretchedInterval(interval, leaseTTL time.Duration) time.Duration {
+	return max(interval, leaseTTL*3/4)
+}
+
 // RetryAfter is the range the Retry-After of a refusal is drawn from, for
 // a fleet heartbeating every interval under leases of leaseTTL: from half
 // an interval (a refused runner does not come back sooner than it would
