@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -45,6 +46,7 @@ func TestOverloadShedsFastWithRetryAfterAndRecordsTheWindow(t *testing.T) {
 	var shedTimes []time.Duration
 	var ok, other atomic.Int64
 	retryAfters := map[string]int{}
+	var stretched atomic.Int64 // served replies that asked for 3/4 of the lease
 	var wg sync.WaitGroup
 	for _, r := range regs {
 		wg.Add(1)
@@ -65,6 +67,10 @@ func TestOverloadShedsFastWithRetryAfterAndRecordsTheWindow(t *testing.T) {
 				switch {
 				case res.StatusCode == 200:
 					ok.Add(1)
+					var hb wire.HeartbeatResponse
+					if json.Unmarshal(b, &hb) == nil && hb.HeartbeatIntervalMs == 6000 {
+						stretched.Add(1)
+					}
 				case res.StatusCode == 503 && strings.Contains(string(b), problem.TypeOverloaded) &&
 					res.Header.Get("Content-Type") == problem.ContentType:
 					mu.Lock()
@@ -92,6 +98,9 @@ func TestOverloadShedsFastWithRetryAfterAndRecordsTheWindow(t *testing.T) {
 		if n, err := strconv.Atoi(ra); err != nil || n < 2 || n > 4 {
 			t.Errorf("Retry-After %q, want 2 to 4 s (half the 4 s interval to 60 %% of the 8 s lease)", ra)
 		}
+	}
+	if stretched.Load() == 0 {
+		t.Errorf("none of the %d heartbeats served while shedding was told to come back at 3/4 of the 8 s lease (6000 ms)", ok.Load())
 	}
 	if len(shedTimes) >= 50 && len(retryAfters) < 2 {
 		t.Errorf("Retry-After %v: %d refusals all told the same wait, want them spread", retryAfters, len(shedTimes))
