@@ -53,7 +53,28 @@ func Dial(cfg config.Redis) (*Conn, error) {
 	return dial(cfg, func(*tuning) {})
 }
 
-// tuning is what Probe changes in the client options of Dial.
+// The client's failure detection. go-redis's defaults (a 5 s dial timeout,
+// five dial attempts 100 ms apart, three command retries backing off up to
+// 1 s) make the first command against a dead Redis fail only after about
+// 1.7 s, which delays everything that reacts to the failure (the api's
+// breaker and /admission, the sweeper's outage record). Here a refused dial
+// fails the command within milliseconds, and a dial that hangs (a host that
+// drops packets) within dialTimeout + one retry.
+//
+// Normal operation keeps its tolerance where it matters: a pooled
+// connection the server closed (idle timeout, restart) is retried once on a
+// fresh one, and 200 ms is far above a healthy dial on a LAN, TLS included
+// (pooled connections are dialed rarely; a slow dial only delays that one
+// command's retry, it never fails a request that the retry serves).
+const (
+	dialTimeout     = 200 * time.Millisecond
+	dialAttempts    = 1 // go-redis DialerRetries: attempts per dial, not retries
+	commandRetries  = 1
+	minRetryBackoff = 8 * time.Millisecond
+	maxRetryBackoff = 64 * time.Millisecond
+)
+
+// tuning is the failure detection of a client; Probe changes it.
 type tuning struct {
 	dialTimeout time.Duration
 	maxRetries  int
@@ -64,7 +85,7 @@ func dial(cfg config.Redis, tune func(*tuning)) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var tn tuning
+	tn := tuning{dialTimeout: dialTimeout, maxRetries: commandRetries}
 	tune(&tn)
 	c := &Conn{switched: make(chan struct{})}
 	if cfg.Sentinel() {
@@ -76,7 +97,10 @@ func dial(cfg config.Redis, tune func(*tuning)) (*Conn, error) {
 			Password:         cfg.Password,
 			TLSConfig:        tl,
 			DialTimeout:      tn.dialTimeout,
+			DialerRetries:    dialAttempts,
 			MaxRetries:       tn.maxRetries,
+			MinRetryBackoff:  minRetryBackoff,
+			MaxRetryBackoff:  maxRetryBackoff,
 		}
 		c.rdb = redis.NewFailoverClient(fo)
 	} else {
@@ -97,11 +121,22 @@ func dial(cfg config.Redis, tune func(*tuning)) (*Conn, error) {
 			}
 			opts.TLSConfig = tl
 		}
-		if tn.dialTimeout != 0 {
+		// The URL's own dial_timeout / max_retries / *_retry_backoff, when
+		// it sets them, win: an operator tuned them for their network.
+		if opts.DialTimeout == 0 {
 			opts.DialTimeout = tn.dialTimeout
 		}
-		if tn.maxRetries != 0 {
+		if opts.MaxRetries == 0 {
 			opts.MaxRetries = tn.maxRetries
+		}
+		if opts.DialerRetries == 0 {
+			opts.DialerRetries = dialAttempts
+		}
+		if opts.MinRetryBackoff == 0 {
+			opts.MinRetryBackoff = minRetryBackoff
+		}
+		if opts.MaxRetryBackoff == 0 {
+			opts.MaxRetryBackoff = maxRetryBackoff
 		}
 		c.db = opts.DB
 		c.rdb = redis.NewClient(opts)

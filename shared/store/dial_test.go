@@ -140,3 +140,45 @@ func TestDialSentinelFollowsFailover(t *testing.T) {
 		t.Fatal("the new subscription heard nothing from the new primary")
 	}
 }
+
+// TestDialNoticesDeadRedisQuickly: once Redis dies, the first command fails
+// within 250 ms (go-redis's own defaults took about 1.7 s: five dial
+// attempts per retry, three retries), and so does one to a port nobody
+// listens on; a connection the server closed is retried once, so the first
+// command after a restart succeeds.
+func TestDialNoticesDeadRedisQuickly(t *testing.T) {
+	srv, _ := redistest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := store.Dial(config.Redis{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		t.Errorf("first ping over a pooled connection the restarted server closed: %v (want one retry on a fresh one)", err)
+	}
+	srv.Stop()
+	failsFast := func(what string, c *store.Conn) {
+		t.Helper()
+		start := time.Now()
+		err := c.Ping(ctx)
+		if took := time.Since(start); err == nil || took > 250*time.Millisecond {
+			t.Errorf("%s: ping = %v after %s, want an error within 250ms", what, err, took.Round(time.Millisecond))
+		}
+	}
+	failsFast("Redis stopped", conn)
+	failsFast("Redis stopped, second command", conn)
+	closed, err := store.Dial(config.Redis{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closed.Close()
+	failsFast("closed port", closed)
+}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,11 +39,26 @@ type spawnFlags struct {
 	leaseTTLMs          int64
 	heartbeatIntervalMs int64
 	maxRunners          int
+	env                 envFlag
+}
+
+// envFlag collects -env KEY=VALUE flags.
+type envFlag map[string]string
+
+func (e envFlag) String() string { return fmt.Sprint(map[string]string(e)) }
+
+func (e envFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" || strings.ToUpper(k) != k {
+		return fmt.Errorf("want KEY=VALUE with an upper-case KEY, got %q", v)
+	}
+	e[k] = val
+	return nil
 }
 
 func run(args []string) error {
 	cfg := sim.DefaultConfig()
-	var sp spawnFlags
+	sp := spawnFlags{env: envFlag{}}
 	var jsonPath string
 	var quiet bool
 	fs := flag.NewFlagSet("ygg-sim", flag.ContinueOnError)
@@ -74,6 +90,7 @@ func run(args []string) error {
 	fs.Int64Var(&sp.leaseTTLMs, "lease-ttl-ms", 30000, "spawn: LEASE_TTL_MS of api and sweeper")
 	fs.Int64Var(&sp.heartbeatIntervalMs, "heartbeat-interval-ms", 15000, "spawn: HEARTBEAT_INTERVAL_MS of api and sweeper")
 	fs.IntVar(&sp.maxRunners, "max-runners", 0, "spawn: MAX_RUNNERS of the api (0 = no limit)")
+	fs.Var(sp.env, "env", "spawn: KEY=VALUE added to the api's and the sweeper's environment (repeatable; e.g. MAX_INFLIGHT=0)")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the generator's CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
@@ -109,6 +126,9 @@ func run(args []string) error {
 			cfg.OperatorKey = "ygg-sim-operator-key-0123456789"
 		}
 		env := map[string]string{}
+		for k, v := range sp.env {
+			env[k] = v
+		}
 		if sp.maxRunners > 0 {
 			env["MAX_RUNNERS"] = fmt.Sprint(sp.maxRunners)
 		}

@@ -86,6 +86,7 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 			outages.Add(runners.OutageSourceAPI, from, to)
 		})
 	limiter := overload.New(cfg.MaxInflight, cfg.OverloadQueue(), time.Now)
+	retryMin, retryMax := overload.RetryAfter(cfg.HeartbeatInterval(), cfg.LeaseTTL())
 	svc, err := runners.New(st, runners.Config{
 		LeaseTTL: cfg.LeaseTTL(), HeartbeatInterval: cfg.HeartbeatInterval(), MaxRunners: cfg.MaxRunners,
 		ExpectedVersion: cfg.ExpectedRunnerVersion, LongPollMax: cfg.LongPollMax(), CountsCacheTTL: cfg.CountsCacheTTL,
@@ -106,8 +107,9 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 		BodyLimit: cfg.BodyLimitBytes, ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.ServerWriteTimeout(),
 		IdleTimeout:    cfg.HTTP.IdleTimeout,
 		TracerProvider: o.tp, Propagator: o.prop,
-		Limiter: limiter, RetryAfterMax: cfg.HeartbeatInterval() / 2,
-		MetricsToken: cfg.MetricsToken, ReadyTimeout: cfg.HTTP.ReadyTimeout,
+		Limiter: limiter, RetryAfterMin: retryMin, RetryAfterMax: retryMax,
+		StretchedInterval: overload.StretchedInterval(cfg.HeartbeatInterval(), cfg.LeaseTTL()),
+		MetricsToken:      cfg.MetricsToken, ReadyTimeout: cfg.HTTP.ReadyTimeout,
 	})
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: cfg.MetricsPrefix + "api_overload_shed_total",
@@ -180,8 +182,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // watchOverload hands the windows in which the limiter shed requests to
-// the outage recorder, once per OutageRecordEvery, and logs each overload
-// once when it starts and once when it ends.
+// the outage recorder, once per OutageRecordEvery and at once when an
+// overload begins, and logs each overload once when it starts and once
+// when it ends.
 func (s *Server) watchOverload(ctx context.Context) {
 	t := time.NewTicker(s.cfg.OutageRecordEvery)
 	defer t.Stop()
@@ -192,6 +195,10 @@ func (s *Server) watchOverload(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.limiter.Onset():
+			if !start.IsZero() {
+				continue // within an overload the ticker batches the windows
+			}
 		}
 		from, to, ok := s.limiter.Flush()
 		shed := s.limiter.Stats().Shed

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -27,13 +28,14 @@ import (
 )
 
 // An api with two request slots, hammered by 64 clients, sheds the excess
-// with 503 overloaded + a jittered Retry-After within the interval, answers
+// with 503 overloaded + a Retry-After jittered from half an interval to 60 %
+// of the lease (2-4 s for a 4 s interval and an 8 s lease), answers
 // those at once, keeps serving the rest, counts them in /metrics and records
 // the overload window in Redis (source api-overload) for the sweeper.
 func TestOverloadShedsFastWithRetryAfterAndRecordsTheWindow(t *testing.T) {
 	ctx := context.Background()
 	e := start(t, authCfg, func(c *config.API) {
-		c.MaxInflight, c.OverloadQueueMs, c.HeartbeatIntervalMs = 2, 5, 4000
+		c.MaxInflight, c.OverloadQueueMs, c.HeartbeatIntervalMs, c.LeaseTTLMs = 2, 5, 4000, 8000
 	})
 	regs := make([]wire.RegisterRunnerResponse, 64)
 	for i := range regs {
@@ -44,6 +46,7 @@ func TestOverloadShedsFastWithRetryAfterAndRecordsTheWindow(t *testing.T) {
 	var shedTimes []time.Duration
 	var ok, other atomic.Int64
 	retryAfters := map[string]int{}
+	var stretched atomic.Int64 // served replies that asked for 3/4 of the lease
 	var wg sync.WaitGroup
 	for _, r := range regs {
 		wg.Add(1)
@@ -64,6 +67,10 @@ func TestOverloadShedsFastWithRetryAfterAndRecordsTheWindow(t *testing.T) {
 				switch {
 				case res.StatusCode == 200:
 					ok.Add(1)
+					var hb wire.HeartbeatResponse
+					if json.Unmarshal(b, &hb) == nil && hb.HeartbeatIntervalMs == 6000 {
+						stretched.Add(1)
+					}
 				case res.StatusCode == 503 && strings.Contains(string(b), problem.TypeOverloaded) &&
 					res.Header.Get("Content-Type") == problem.ContentType:
 					mu.Lock()
@@ -88,9 +95,15 @@ func TestOverloadShedsFastWithRetryAfterAndRecordsTheWindow(t *testing.T) {
 		t.Errorf("503 p99 %s: a refusal must come at once (budget 5 ms)", p99)
 	}
 	for ra := range retryAfters {
-		if n, err := strconv.Atoi(ra); err != nil || n < 1 || n > 2 {
-			t.Errorf("Retry-After %q, want 1 to 2 s (half the 4 s interval)", ra)
+		if n, err := strconv.Atoi(ra); err != nil || n < 2 || n > 4 {
+			t.Errorf("Retry-After %q, want 2 to 4 s (half the 4 s interval to 60 %% of the 8 s lease)", ra)
 		}
+	}
+	if stretched.Load() == 0 {
+		t.Errorf("none of the %d heartbeats served while shedding was told to come back at 3/4 of the 8 s lease (6000 ms)", ok.Load())
+	}
+	if len(shedTimes) >= 50 && len(retryAfters) < 2 {
+		t.Errorf("Retry-After %v: %d refusals all told the same wait, want them spread", retryAfters, len(shedTimes))
 	}
 	if r := e.do("GET", "/metrics", "", ""); !strings.Contains(string(r.body), "yggdrasil_api_overload_shed_total "+strconv.Itoa(len(shedTimes))) {
 		t.Errorf("/metrics does not count the %d refusals", len(shedTimes))

@@ -41,11 +41,12 @@ type Handlers struct {
 	tracer  trace.Tracer // nil: tracing off
 	prop    propagation.TextMapPropagator
 
-	limiter       *overload.Limiter // nil: no admission control
-	retryAfterMax time.Duration
-	metricsKeys   keyauth.KeySet // empty: /metrics open
-	bodyLimit     int
-	readyTimeout  time.Duration
+	limiter            *overload.Limiter // nil: no admission control
+	retryMin, retryMax time.Duration
+	stretched          time.Duration  // heartbeat interval handed out while shedding (0: none)
+	metricsKeys        keyauth.KeySet // empty: /metrics open
+	bodyLimit          int
+	readyTimeout       time.Duration
 }
 
 // Options configures the fiber app.
@@ -60,10 +61,14 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
 	// Limiter, when set, admits the runner routes (heartbeat, register,
-	// task updates); a request it refuses gets 503 with a Retry-After of 1
-	// s to RetryAfterMax.
-	Limiter       *overload.Limiter
-	RetryAfterMax time.Duration
+	// task updates); a request it refuses gets 503 with a Retry-After drawn
+	// from [RetryAfterMin, RetryAfterMax] (whole seconds, at least 1).
+	Limiter                      *overload.Limiter
+	RetryAfterMin, RetryAfterMax time.Duration
+	// StretchedInterval, when set, replaces the heartbeat interval in the
+	// replies to heartbeats served while the limiter sheds (within the
+	// last second), so that the fleet offers less.
+	StretchedInterval time.Duration
 	// MetricsToken, when set, is the bearer token /metrics requires.
 	MetricsToken string
 	// ReadyTimeout bounds /ready's PING.
@@ -73,7 +78,7 @@ type Options struct {
 // NewApp builds the fiber app with every route.
 func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log *slog.Logger, o Options) *fiber.App {
 	h := &Handlers{svc: svc, auth: a, metrics: m, log: log, prop: o.Propagator,
-		limiter: o.Limiter, retryAfterMax: o.RetryAfterMax, bodyLimit: o.BodyLimit, readyTimeout: o.ReadyTimeout}
+		limiter: o.Limiter, retryMin: o.RetryAfterMin, retryMax: o.RetryAfterMax, stretched: o.StretchedInterval, bodyLimit: o.BodyLimit, readyTimeout: o.ReadyTimeout}
 	if o.MetricsToken != "" {
 		h.metricsKeys = keyauth.NewKeySet([]string{o.MetricsToken})
 	}
@@ -101,6 +106,7 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 		ErrorHandler:      ErrorHandler(log),
 	})
 	unknownMethodsAre405(app)
+	h.shedEarly(app)
 	app.Use(h.observe)
 	app.Use(recover.New())
 	app.Use(h.limitBody)
@@ -113,17 +119,20 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 
 	app.Get("/runners", h.listRunners)
 	app.Get("/api/runners", h.listRunners)
-	app.Post("/runners/register", h.shed, h.register)
-	app.Post("/runners/heartbeat", h.shed, h.heartbeat)
+	// The runner routes below that a fleet sends on a schedule (register,
+	// heartbeat, the task updates) pass the admission controller first:
+	// shedRoutes, matched before fiber (shedEarly).
+	app.Post("/runners/register", h.register)
+	app.Post("/runners/heartbeat", h.heartbeat)
 	app.Post("/runners/update", h.update)
 	app.Post("/runners/offline", h.offline)
-	app.Post("/runners/task/:tid/patch", h.shed, h.patchTaskByID)
+	app.Post("/runners/task/:tid/patch", h.patchTaskByID)
 	app.Get("/runners/:id", h.getRunner)
 	app.Delete("/runners/:id", h.deleteRunner)
 	app.Get("/runners/:id/tasks", h.listTasks)
 	app.Post("/runners/:id/tasks", h.dispatch)
 	app.Get("/runners/:id/tasks/:tid", h.getTask)
-	app.Patch("/runners/:id/tasks/:tid", h.shed, h.patchTask)
+	app.Patch("/runners/:id/tasks/:tid", h.patchTask)
 	app.Get("/tasks", h.listAllTasks)
 	app.Post("/runners/:id/request-update", h.requestUpdate)
 
@@ -278,6 +287,9 @@ func (h *Handlers) heartbeat(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := h.svc.Heartbeat(c.UserContext(), body)
+	if err == nil && h.limiter != nil && h.stretched > 0 && h.limiter.Shedding(time.Second) {
+		out.HeartbeatIntervalMs = h.stretched.Milliseconds()
+	}
 	return reply(c, out, err)
 }
 
@@ -571,8 +583,6 @@ func (h *Handlers) observe(c *fiber.Ctx) error {
 	}
 	level := slog.LevelInfo
 	switch {
-	case c.Locals(localShed) != nil:
-		level = slog.LevelDebug
 	case status >= 500:
 		level = slog.LevelError
 	case route == "/health" || route == "/ready" || route == "/metrics":

@@ -1,53 +1,132 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
-	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
 	"github.com/yggdrasil-cp/yggdrasil/shared/keyauth"
+	"github.com/yggdrasil-cp/yggdrasil/shared/problem"
 )
 
 // errOverloaded refuses a runner request the limiter could not admit in
 // time.
 var errOverloaded = errors.New("overloaded: no request slot within the queue budget")
 
-// localShed marks a request the limiter refused, so the request log writes
-// it at debug level: under overload one line per refusal would cost what
-// the refusal saves. The limiter counts them, and the api logs each
-// overload window once.
-const localShed = "ygg.shed"
-
-// shed is the admission controller in front of the runner routes: it waits
-// at most the queue budget for a request slot, else answers 503 at once,
-// before authentication or any Redis call, with a Retry-After jittered
-// between 1 s and RetryAfterMax so that refused runners do not come back
-// in step.
-func (h *Handlers) shed(c *fiber.Ctx) error {
-	if h.limiter == nil {
-		return c.Next()
-	}
-	release, ok := h.limiter.Acquire(c.UserContext())
-	if !ok {
-		c.Locals(localShed, true)
-		return &runners.RetryError{After: h.retryAfterJitter(), Err: errOverloaded}
-	}
-	defer release()
-	return c.Next()
+// shedRoute is a route the limiter admits, matched on the raw request
+// before fiber sees it.
+type shedRoute struct {
+	method   string
+	template string // the route as registered (metrics label)
+	match    func(path []byte) bool
 }
 
-func (h *Handlers) retryAfterJitter() time.Duration {
-	maxS := int(h.retryAfterMax / time.Second)
-	if maxS <= 1 {
-		return time.Second
+// shedRoutes are the runner routes under admission control: the ones a
+// fleet sends on a schedule, whose queueing past a lease is what overload
+// costs. Reads, operator routes and the probes are never shed.
+var shedRoutes = []shedRoute{
+	{fiber.MethodPost, "/runners/heartbeat", exactly("/runners/heartbeat")},
+	{fiber.MethodPost, "/runners/register", exactly("/runners/register")},
+	{fiber.MethodPost, "/runners/task/:tid/patch", segments("runners", "task", "", "patch")},
+	{fiber.MethodPatch, "/runners/:id/tasks/:tid", segments("runners", "", "tasks", "")},
+}
+
+func exactly(p string) func([]byte) bool {
+	return func(path []byte) bool { return string(path) == p }
+}
+
+// segments matches a path of exactly these segments, "" standing for any
+// non-empty one.
+func segments(want ...string) func([]byte) bool {
+	return func(path []byte) bool {
+		if len(path) == 0 || path[0] != '/' {
+			return false
+		}
+		rest := path[1:]
+		for i, w := range want {
+			seg := rest
+			j := bytes.IndexByte(rest, '/')
+			if j >= 0 {
+				seg, rest = rest[:j], rest[j+1:]
+			} else {
+				rest = nil
+			}
+			if len(seg) == 0 || (w != "" && string(seg) != w) || (j < 0) != (i == len(want)-1) {
+				return false
+			}
+		}
+		return true
 	}
-	return time.Duration(1+rand.IntN(maxS)) * time.Second
+}
+
+func (h *Handlers) shedRouteOf(ctx *fasthttp.RequestCtx) *shedRoute {
+	m, path := ctx.Method(), ctx.Path()
+	for i := range shedRoutes {
+		r := &shedRoutes[i]
+		if string(m) == r.method && r.match(path) {
+			return r
+		}
+	}
+	return nil
+}
+
+// shedEarly puts the admission controller in front of fiber itself: a
+// runner request waits at most the queue budget for a slot, and one it
+// cannot admit is answered at once, before routing, authentication, body
+// decoding, tracing or any Redis call, with a body built once (the problem
+// Classify makes of errOverloaded) and a Retry-After jittered over
+// [retryMin, retryMax]. Under overload the refusals are most of the
+// traffic: every microsecond they cost comes out of the requests served.
+// The slot is held until fiber has answered the admitted request.
+func (h *Handlers) shedEarly(app *fiber.App) {
+	if h.limiter == nil {
+		return
+	}
+	p, _, _ := Classify(errOverloaded)
+	body, err := json.Marshal(p)
+	if err != nil {
+		panic(fmt.Sprintf("httpapi: the overload problem does not encode: %v", err)) // a constant: caught by any test
+	}
+	srv := app.Server()
+	next := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		r := h.shedRouteOf(ctx)
+		if r == nil {
+			next(ctx)
+			return
+		}
+		start := time.Now()
+		release, ok := h.limiter.Acquire(ctx)
+		if ok {
+			defer release()
+			next(ctx)
+			return
+		}
+		ctx.Response.Reset()
+		ctx.SetStatusCode(fiber.StatusServiceUnavailable)
+		ctx.Response.Header.SetContentType(problem.ContentType)
+		ctx.Response.Header.Set(fiber.HeaderRetryAfter, strconv.Itoa(h.retryAfterSeconds()))
+		ctx.SetBody(body)
+		h.metrics.ObserveRequest(r.method, r.template, fiber.StatusServiceUnavailable, time.Since(start))
+	}
+}
+
+// retryAfterSeconds is a whole number of seconds drawn uniformly from
+// [retryMin, retryMax], so that refused runners come back spread over the
+// range instead of in step.
+func (h *Handlers) retryAfterSeconds() int {
+	lo := max(1, int(h.retryMin/time.Second))
+	hi := max(lo, int(h.retryMax/time.Second))
+	return lo + rand.IntN(hi-lo+1)
 }
 
 // metricsAuth guards /metrics with METRICS_TOKEN when one is set.

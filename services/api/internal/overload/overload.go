@@ -43,12 +43,13 @@ type Limiter struct {
 	lastShed   atomic.Int64 // unix ns of the last refusal
 	waitNanos  atomic.Int64 // total queueing delay of admitted requests
 	windowOpen sync.Mutex   // serialises Flush
+	onset      chan struct{}
 }
 
 // New returns a limiter of maxInflight slots (0: no limit, every request is
 // admitted at once) and a queue-wait budget.
 func New(maxInflight int, budget time.Duration, now func() time.Time) *Limiter {
-	l := &Limiter{budget: budget, now: now}
+	l := &Limiter{budget: budget, now: now, onset: make(chan struct{}, 1)}
 	if maxInflight > 0 {
 		l.slots = make(chan struct{}, maxInflight)
 	}
@@ -102,8 +103,52 @@ func (l *Limiter) release() { <-l.slots }
 func (l *Limiter) refused() {
 	now := l.now().UnixNano()
 	l.shed.Add(1)
-	l.firstShed.CompareAndSwap(0, now)
+	if l.firstShed.CompareAndSwap(0, now) {
+		select {
+		case l.onset <- struct{}{}:
+		default:
+		}
+	}
 	l.lastShed.Store(now)
+}
+
+// Onset is signalled by the first refusal after a Flush, so that the
+// beginning of an overload can be recorded at once: a runner refused a
+// moment before its lease ends must not wait a whole flush interval for
+// the window that earns it the failover grace.
+func (l *Limiter) Onset() <-chan struct{} { return l.onset }
+
+// Shedding reports whether the limiter refused a request within the last
+// d.
+func (l *Limiter) Shedding(d time.Duration) bool {
+	last := l.lastShed.Load()
+	return last != 0 && l.now().UnixNano()-last < int64(d)
+}
+
+// StretchedInterval is the heartbeat interval the api hands out while it
+// sheds: three quarters of the lease (never shorter than interval). Like
+// Nomad, which lengthens its heartbeat TTL with the fleet to bound the
+// heartbeats per second, an overloaded api asks the runners it serves to
+// come back later, so that a fleet offering twice its capacity offers
+// about 1.3 times instead and fewer refusals eat into the requests
+// served. A quarter of the lease is left for the next heartbeat's trip;
+// runners it refuses are covered by the failover grace.
+func StretchedInterval(interval, leaseTTL time.Duration) time.Duration {
+	return max(interval, leaseTTL*3/4)
+}
+
+// RetryAfter is the range the Retry-After of a refusal is drawn from, for
+// a fleet heartbeating every interval under leases of leaseTTL: from half
+// an interval (a refused runner does not come back sooner than it would
+// have sent its next heartbeat, roughly) to 60 % of the lease. The upper
+// end leaves room inside the failover grace the refusal earns (one lease
+// TTL from the grant, which comes after the refusal): a runner waiting the
+// longest Retry-After plus the 50 % jitter a client may add (ygg-sim does)
+// is back at 90 % of a TTL. Whole seconds (the header's unit), at least 1.
+func RetryAfter(interval, leaseTTL time.Duration) (lo, hi time.Duration) {
+	lo = max(time.Second, (interval / 2).Truncate(time.Second))
+	hi = max(lo, (leaseTTL * 6 / 10).Truncate(time.Second))
+	return lo, hi
 }
 
 // Stats are the limiter's counters.

@@ -69,3 +69,61 @@ func TestNoLimitAdmitsEverything(t *testing.T) {
 		}
 	}
 }
+
+// TestOnsetSignalsTheFirstRefusalAfterAFlush: one signal per window, so
+// the api records the start of an overload at once, not a tick later.
+func TestOnsetSignalsTheFirstRefusalAfterAFlush(t *testing.T) {
+	l := New(1, 0, time.Now)
+	release, ok := l.Acquire(context.Background())
+	if !ok {
+		t.Fatal("the first request was refused")
+	}
+	defer release()
+	select {
+	case <-l.Onset():
+		t.Fatal("onset before any refusal")
+	default:
+	}
+	for range 3 {
+		if _, ok := l.Acquire(context.Background()); ok {
+			t.Fatal("admitted past the limit")
+		}
+	}
+	select {
+	case <-l.Onset():
+	default:
+		t.Fatal("no onset after refusals")
+	}
+	select {
+	case <-l.Onset():
+		t.Fatal("a second onset within the same window")
+	default:
+	}
+	l.Flush()
+	l.Acquire(context.Background())
+	select {
+	case <-l.Onset():
+	default:
+		t.Fatal("no onset for the first refusal after a Flush")
+	}
+}
+
+func TestRetryAfterRange(t *testing.T) {
+	for _, c := range []struct {
+		interval, ttl, lo, hi time.Duration
+	}{
+		{2 * time.Second, 4 * time.Second, time.Second, 2 * time.Second},
+		{15 * time.Second, 30 * time.Second, 7 * time.Second, 18 * time.Second},
+		{500 * time.Millisecond, 1500 * time.Millisecond, time.Second, time.Second},
+		{4 * time.Second, 8 * time.Second, 2 * time.Second, 4 * time.Second},
+	} {
+		lo, hi := RetryAfter(c.interval, c.ttl)
+		if lo != c.lo || hi != c.hi {
+			t.Errorf("RetryAfter(%s, %s) = [%s, %s], want [%s, %s]", c.interval, c.ttl, lo, hi, c.lo, c.hi)
+		}
+		// the longest wait plus 50 % client jitter stays inside one TTL
+		if c.ttl >= 2*time.Second && hi*3/2 >= c.ttl {
+			t.Errorf("RetryAfter(%s, %s): %s + 50 %% is past the lease", c.interval, c.ttl, hi)
+		}
+	}
+}

@@ -49,9 +49,9 @@ func (e *engine) progress(ctx context.Context) {
 			errs += e
 		}
 		lag := ph.lagWindow.Snapshot(true)
-		fmt.Fprintf(e.cfg.Progress, "ygg-sim %5.0fs %-7s admitted %d/%d active %d | hb %6.0f/s p99 %6.1fms max %7.1fms | reg %5.0f/s | errors %d false-offline %d | lag p99 %6.1fms max %7.1fms | busy %d ready %d waiting %d\n",
+		fmt.Fprintf(e.cfg.Progress, "ygg-sim %5.0fs %-7s admitted %d/%d active %d | hb %6.0f/s p99 %6.1fms max %7.1fms | reg %5.0f/s | errors %d false-offline %d+%d | lag p99 %6.1fms max %7.1fms | busy %d ready %d waiting %d\n",
 			e.s.Now().Seconds(), ph.name, e.admitted.Load(), len(e.fleet), e.active.Load(),
-			float64(ok-lastOK)/secs, w.P99Ms, w.MaxMs, float64(regOK-lastReg)/secs, errs, ph.falseOffline.Load(),
+			float64(ok-lastOK)/secs, w.P99Ms, w.MaxMs, float64(regOK-lastReg)/secs, errs, ph.falseOffline.Load(), ph.offlineAfterBackoff.Load(),
 			lag.P99Ms, lag.MaxMs, e.busy.Load(), e.s.Ready(), e.s.Len())
 		lastOK, lastReg = ok, regOK
 	}

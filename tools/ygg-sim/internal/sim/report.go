@@ -66,6 +66,11 @@ type Phase struct {
 	// interval); compare with Requests["heartbeat"].Requests.
 	HeartbeatsScheduled int64 `json:"heartbeatsScheduled,omitempty"`
 	FalseOffline        int64 `json:"falseOffline"`
+	// OfflineAfterBackoff: a heartbeat answered 404/409 that was late only
+	// because the runner had been refused (429/503) and waited the
+	// Retry-After it was told: the controller's doing as much as a false
+	// offline (an overloaded api must grant the grace that covers it).
+	OfflineAfterBackoff int64 `json:"offlineAfterBackoff"`
 	// LateHeartbeats were sent after the lease had run out by the runner's
 	// own clock: the generator (or a backoff) made them late.
 	LateHeartbeats  int64 `json:"lateHeartbeats"`
@@ -122,6 +127,7 @@ func (e *engine) phaseReport(p *phase, end time.Duration, scheduled int64) Phase
 		ErrorsByStatus:      map[string]int64{},
 		HeartbeatsScheduled: scheduled,
 		FalseOffline:        p.falseOffline.Load(),
+		OfflineAfterBackoff: p.offlineAfterBackoff.Load(),
 		LateHeartbeats:      p.lateHeartbeats.Load(),
 		Reregistrations:     p.reregistrations.Load(),
 		ScheduleLag:         p.schedLag.Snapshot(false),
@@ -211,8 +217,8 @@ func (r *Report) WriteText(w io.Writer) {
 		p    Phase
 	}{{"ramp", r.Ramp}, {"measure", r.Measure}} {
 		p := ph.p
-		fmt.Fprintf(w, "  [%s] errors %d %v, false offline %d, late heartbeats %d, re-registrations %d\n",
-			ph.name, p.Errors, p.ErrorsByStatus, p.FalseOffline, p.LateHeartbeats, p.Reregistrations)
+		fmt.Fprintf(w, "  [%s] errors %d %v, false offline %d, offline after a backoff %d, late heartbeats %d, re-registrations %d\n",
+			ph.name, p.Errors, p.ErrorsByStatus, p.FalseOffline, p.OfflineAfterBackoff, p.LateHeartbeats, p.Reregistrations)
 		names := make([]string, 0, len(p.Requests))
 		for n := range p.Requests {
 			names = append(names, n)
@@ -222,6 +228,10 @@ func (r *Report) WriteText(w io.Writer) {
 			k := p.Requests[n]
 			fmt.Fprintf(w, "    %-15s %9d req %9.1f ok/s  p50 %7.2f  p90 %7.2f  p99 %7.2f  max %8.2f ms  %s\n",
 				n, k.Requests, k.PerSecond, k.Latency.P50Ms, k.Latency.P90Ms, k.Latency.P99Ms, k.Latency.MaxMs, statuses(k.ByStatus))
+			if q := k.RefusedLatency; q != nil {
+				fmt.Fprintf(w, "      2xx p50 %.2f p99 %.2f max %.2f ms; 429/503 (%d) p50 %.2f p99 %.2f max %.2f ms\n",
+					k.OKLatency.P50Ms, k.OKLatency.P99Ms, k.OKLatency.MaxMs, q.Count, q.P50Ms, q.P99Ms, q.MaxMs)
+			}
 		}
 		if p.HeartbeatsScheduled > 0 {
 			fmt.Fprintf(w, "    heartbeats sent %d of %d scheduled\n", p.Requests[kindHeartbeat].Requests, p.HeartbeatsScheduled)

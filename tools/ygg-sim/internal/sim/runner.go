@@ -39,6 +39,9 @@ type runner struct {
 	interval time.Duration
 	ttl      time.Duration
 	lastOK   time.Duration // send time of the last renewal (registration or heartbeat)
+	// backedOff: the last heartbeat was refused with 429/503, and the
+	// runner waits the Retry-After it was told.
+	backedOff bool
 
 	tasks   map[string]bool // tasks picked up and not finished
 	running int
@@ -192,7 +195,7 @@ func (e *engine) heartbeat(r *runner, f sched.Fired, now time.Duration) {
 		RunnerID: r.id, LeaseEpoch: r.epoch, Status: status,
 		Resources: r.resources(now), TasksRunning: &running, Version: "1.0.0",
 	}
-	cl, lastOK, ttl, returning := r.cl, r.lastOK, r.ttl, r.returning
+	cl, lastOK, ttl, returning, backedOff := r.cl, r.lastOK, r.ttl, r.returning, r.backedOff
 	r.mu.Unlock()
 
 	ph := e.cur.Load()
@@ -219,6 +222,7 @@ func (e *engine) heartbeat(r *runner, f sched.Fired, now time.Duration) {
 	switch {
 	case err == nil:
 		r.lastOK = sendAt
+		r.backedOff = false
 		r.epoch = resp.LeaseEpoch
 		if resp.HeartbeatIntervalMs > 0 {
 			r.interval = time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond
@@ -239,12 +243,18 @@ func (e *engine) heartbeat(r *runner, f sched.Fired, now time.Duration) {
 		}
 		e.s.Schedule(sched.Item{At: doneAt + e.jitter(r.interval), Runner: f.Runner, Kind: jobHeartbeat, Gen: r.gen})
 	case refused:
-		if onTime {
+		switch {
+		case onTime:
 			// The controller declared a healthy runner offline.
 			ph.falseOffline.Add(1)
+		case backedOff && !returning:
+			// Late only because it waited as the controller told it to.
+			ph.offlineAfterBackoff.Add(1)
 		}
+		r.backedOff = false
 		e.reRegister(r, doneAt, code == http.StatusConflict)
 	case backpressure:
+		r.backedOff = true
 		e.s.Schedule(sched.Item{At: doneAt + backoff(err), Runner: f.Runner, Kind: jobHeartbeat, Gen: r.gen})
 	default:
 		retry := min(time.Second, r.interval/4)

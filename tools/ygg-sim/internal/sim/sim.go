@@ -46,10 +46,13 @@ type phase struct {
 	queueWait   *stats.Histogram // start of the request - release
 	lagWindow   *stats.Histogram
 
-	falseOffline    atomic.Int64
-	lateHeartbeats  atomic.Int64
-	reregistrations atomic.Int64
-	heartbeatsDue   atomic.Int64
+	falseOffline atomic.Int64
+	// offlineAfterBackoff: 404/409 to a heartbeat that was late only
+	// because the runner waited the Retry-After of a 429/503.
+	offlineAfterBackoff atomic.Int64
+	lateHeartbeats      atomic.Int64
+	reregistrations     atomic.Int64
+	heartbeatsDue       atomic.Int64
 }
 
 func newPhase(name string, start time.Duration) *phase {

@@ -86,6 +86,10 @@ func (h *Histogram) Snapshot(reset bool) Quantiles {
 type Kind struct {
 	Latency *Histogram
 	Window  *Histogram // the same latencies, emptied by each progress line
+	// OKLatency is the latency of 2xx answers, RefusedLatency of 429 and
+	// 503 (backpressure): under overload the two differ by orders of
+	// magnitude, and Latency mixes them.
+	OKLatency, RefusedLatency *Histogram
 
 	mu       sync.Mutex
 	byStatus map[string]int64
@@ -94,7 +98,8 @@ type Kind struct {
 
 // NewKind returns an empty Kind.
 func NewKind() *Kind {
-	return &Kind{Latency: NewHistogram(), Window: NewHistogram(), byStatus: map[string]int64{}, errors: map[string]int64{}}
+	return &Kind{Latency: NewHistogram(), Window: NewHistogram(), OKLatency: NewHistogram(), RefusedLatency: NewHistogram(),
+		byStatus: map[string]int64{}, errors: map[string]int64{}}
 }
 
 // StatusLabel names status 0 (no answer) "transport".
@@ -110,6 +115,12 @@ func StatusLabel(status int) string {
 func (k *Kind) Observe(d time.Duration, status int, isError bool) {
 	k.Latency.Record(d)
 	k.Window.Record(d)
+	switch {
+	case status >= 200 && status < 300:
+		k.OKLatency.Record(d)
+	case status == 429 || status == 503:
+		k.RefusedLatency.Record(d)
+	}
 	label := StatusLabel(status)
 	k.mu.Lock()
 	k.byStatus[label]++
@@ -121,18 +132,25 @@ func (k *Kind) Observe(d time.Duration, status int, isError bool) {
 
 // KindReport is a Kind's JSON summary.
 type KindReport struct {
-	Requests   int64            `json:"requests"`
-	OK         int64            `json:"ok"`
-	PerSecond  float64          `json:"perSecond"`
-	Latency    Quantiles        `json:"latency"`
-	ByStatus   map[string]int64 `json:"byStatus"`
-	Errors     int64            `json:"errors"`
-	ErrorsByCS map[string]int64 `json:"errorsByStatus"`
+	Requests  int64     `json:"requests"`
+	OK        int64     `json:"ok"`
+	PerSecond float64   `json:"perSecond"`
+	Latency   Quantiles `json:"latency"`
+	OKLatency Quantiles `json:"okLatency"`
+	// RefusedLatency: 429 and 503 answers only (absent when none).
+	RefusedLatency *Quantiles       `json:"refusedLatency,omitempty"`
+	ByStatus       map[string]int64 `json:"byStatus"`
+	Errors         int64            `json:"errors"`
+	ErrorsByCS     map[string]int64 `json:"errorsByStatus"`
 }
 
 // Report summarises k over a window of elapsed wall time.
 func (k *Kind) Report(elapsed time.Duration) KindReport {
-	r := KindReport{Latency: k.Latency.Snapshot(false), ByStatus: map[string]int64{}, ErrorsByCS: map[string]int64{}}
+	r := KindReport{Latency: k.Latency.Snapshot(false), OKLatency: k.OKLatency.Snapshot(false),
+		ByStatus: map[string]int64{}, ErrorsByCS: map[string]int64{}}
+	if q := k.RefusedLatency.Snapshot(false); q.Count > 0 {
+		r.RefusedLatency = &q
+	}
 	k.mu.Lock()
 	for s, n := range k.byStatus {
 		r.ByStatus[s] = n

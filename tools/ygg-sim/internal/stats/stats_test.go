@@ -93,7 +93,10 @@ func TestKindCountsStatusesAndErrors(t *testing.T) {
 		ByStatus: map[string]int64{"200": 800, "503": 8, "transport": 8},
 		Errors:   8, ErrorsByCS: map[string]int64{"transport": 8},
 	}
-	got.Latency = Quantiles{}
+	if got.Latency.Count != 816 || got.OKLatency.Count != 800 || got.RefusedLatency == nil || got.RefusedLatency.Count != 8 {
+		t.Errorf("latency counts: all %d, 2xx %d, refused %+v; want 816, 800, 8", got.Latency.Count, got.OKLatency.Count, got.RefusedLatency)
+	}
+	got.Latency, got.OKLatency, got.RefusedLatency = Quantiles{}, Quantiles{}, nil
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("report (-want +got):\n%s", diff)
 	}
