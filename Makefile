@@ -28,10 +28,24 @@ build: ## build every binary into bin/
 	$(GO) build -o $(BIN)/ygg-sim ./tools/ygg-sim
 	$(GO) build -o $(BIN)/yggctl ./tools/yggctl
 
-run: ## run the controller (api, sweeper, hooks) on REDIS_URL, localhost:6379, or an embedded dev Redis
+# PROGRESS turns `go build -v`'s package names into one "building <pkg>"
+# line rewritten in place on a terminal (one line each elsewhere); anything
+# else (compile errors, "go: downloading") is printed in full.
+PROGRESS = awk -v tty="$$([ -t 1 ] && echo 1)" \
+	'/^[^ :\#]+$$/ { n++; if (tty) { printf "\r\033[K  building %s", $$0; fflush() } else print "  building " $$0; next } \
+	{ if (tty) printf "\r\033[K"; print; fflush() } \
+	END { if (tty) printf "\r\033[K"; if (n) printf "  compiled %d packages\n", n }'
+
+# In run, devrun takes the terminal's foreground in a process group of its
+# own (tools/devrun/foreground_linux.go), so Ctrl-C reaches devrun alone: it
+# shuts down and exits 0, and make ends quietly instead of dying of SIGINT
+# itself (status 130). Were make killed, it would SIGTERM devrun, its direct
+# child thanks to exec, which shuts down the same way.
+run: ## run the controller (api, sweeper, hooks) on REDIS_URL, else an embedded dev Redis; Ctrl-C stops it
 	@mkdir -p $(BIN)
-	@echo "run: building the controller into $(BIN)/devrun (the first build takes a minute or two)..."
-	@$(GO) build -o $(BIN)/devrun ./tools/devrun
+	@echo "run: building the controller into $(BIN)/devrun (the first build compiles every dependency: a minute or two)..."
+	@set -o pipefail; $(GO) build -v -o $(BIN)/devrun ./tools/devrun 2>&1 | $(PROGRESS)
+	@echo "run: starting $(BIN)/devrun (Ctrl-C stops it)"
 	@exec $(BIN)/devrun
 
 redis-server: ## install redis-server through apt when it is missing

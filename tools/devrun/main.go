@@ -44,6 +44,7 @@ func main() {
 }
 
 func run() error {
+	defer takeForeground()()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
