@@ -90,14 +90,24 @@ bench-fleet: build redis-server ## fleet simulator: 250k runners, 15 s heartbeat
 
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
-	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
+	@for m in $(MODULES); do out=$$(cd $$m && $(GO) vet ./... 2>&1) && continue; \
+		net=$$(echo "$$out" | grep -m1 -E '$(NETWORK_ERRORS)'); \
+		if [ -n "$$net" ]; then echo "make lint: cannot reach the module proxy ($$net); run make deps online first"; exit 1; fi; \
+		echo "$$out"; exit 1; done
 
 helm-lint: ## helm lint --strict of deploy/helm/yggdrasil (helm built from deploy/test's go.mod, no helm install needed)
 	@set -e; cd deploy/test; for v in redis.url=redis://redis:6379/0 redis.embedded.enabled=true; do \
 		$(GO) tool helm lint --strict ../helm/yggdrasil --set $$v --set secrets.apiKeys=lint-runner-key-0123456789; done
 
+# What go prints when it needs a module it cannot download: check reports
+# these as a network failure, not as a go.mod that tidy would change.
+NETWORK_ERRORS = dial tcp|lookup disabled|GOPROXY=off|no such host|i/o timeout|connection refused|TLS handshake|network is unreachable|proxyconnect
+
 check: lint ## lint, import boundaries, and go mod tidy must change nothing
-	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
+	@for m in $(MODULES); do out=$$(cd $$m && $(GO) mod tidy -diff 2>&1) && continue; \
+		net=$$(echo "$$out" | grep -m1 -E '$(NETWORK_ERRORS)'); \
+		if [ -n "$$net" ]; then echo "make check: cannot reach the module proxy ($$net); run make deps online first"; exit 1; fi; \
+		echo "$$out"; echo "go mod tidy would change $$m"; exit 1; done
 	@bad=$$(cd shared && $(GO) list -deps ./... | grep -E 'yggdrasil/services/|gofiber|hibiken/asynq' || true); \
 		if [ -n "$$bad" ]; then echo "shared must not import services, fiber or asynq:"; echo "$$bad"; exit 1; fi
 	@bad=$$(cd shared && $(GO) list -deps ./wire | grep -E 'go-redis|gofiber|asynq' || true); \
