@@ -32,10 +32,24 @@ build: ## build every binary into bin/
 	$(GO) build -o $(BIN)/ygg-sim ./tools/ygg-sim
 	$(GO) build -o $(BIN)/yggctl ./tools/yggctl
 
-run: ## run the controller (api, sweeper, hooks) on REDIS_URL, localhost:6379, or an embedded dev Redis
+# PROGRESS turns `go build -v`'s package names into one "building <pkg>"
+# line rewritten in place on a terminal (one line each elsewhere); anything
+# else (compile errors, "go: downloading") is printed in full.
+PROGRESS = awk -v tty="$$([ -t 1 ] && echo 1)" \
+	'/^[^ :\#]+$$/ { n++; if (tty) { printf "\r\033[K  building %s", $$0; fflush() } else print "  building " $$0; next } \
+	{ if (tty) printf "\r\033[K"; print; fflush() } \
+	END { if (tty) printf "\r\033[K"; if (n) printf "  compiled %d packages\n", n }'
+
+# In run, devrun takes the terminal's foreground in a process group of its
+# own (tools/devrun/foreground_linux.go), so Ctrl-C reaches devrun alone: it
+# shuts down and exits 0, and make ends quietly instead of dying of SIGINT
+# itself (status 130). Were make killed, it would SIGTERM devrun, its direct
+# child thanks to exec, which shuts down the same way.
+run: ## run the controller (api, sweeper, hooks) on REDIS_URL, else an embedded dev Redis; Ctrl-C stops it
 	@mkdir -p $(BIN)
-	@echo "run: building the controller into $(BIN)/devrun (the first build takes a minute or two)..."
-	@$(GO) build -o $(BIN)/devrun ./tools/devrun
+	@echo "run: building the controller into $(BIN)/devrun (the first build compiles every dependency: a minute or two)..."
+	@set -o pipefail; $(GO) build -v -o $(BIN)/devrun ./tools/devrun 2>&1 | $(PROGRESS)
+	@echo "run: starting $(BIN)/devrun (Ctrl-C stops it)"
 	@exec $(BIN)/devrun
 
 redis-server: ## install redis-server through apt when it is missing
@@ -107,16 +121,32 @@ bench-fleet: build redis-server ## fleet simulator: 250k runners, 15 s heartbeat
 
 lint: ## gofmt and go vet on every module
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
-	@set -e; for m in $(MODULES); do (cd $$m && $(GO) vet ./...); done
-	@set -e; for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) vet ./...); done
+	@for m in $(MODULES); do out=$$(cd $$m && $(GO) vet ./... 2>&1) && continue; \
+		net=$$(echo "$$out" | grep -m1 -E '$(NETWORK_ERRORS)'); \
+		if [ -n "$$net" ]; then echo "make lint: cannot reach the module proxy ($$net); run make deps online first"; exit 1; fi; \
+		echo "$$out"; exit 1; done
+	@for m in $(SOLO_MODULES); do out=$$(cd $$m && GOWORK=off $(GO) vet ./... 2>&1) && continue; \
+		net=$$(echo "$$out" | grep -m1 -E '$(NETWORK_ERRORS)'); \
+		if [ -n "$$net" ]; then echo "make lint: cannot reach the module proxy ($$net); run make deps online first"; exit 1; fi; \
+		echo "$$out"; exit 1; done
 
 helm-lint: ## helm lint --strict of deploy/helm/yggdrasil (helm built from deploy/test's go.mod, no helm install needed)
 	@set -e; cd deploy/test; for v in redis.url=redis://redis:6379/0 redis.embedded.enabled=true; do \
 		$(GO) tool helm lint --strict ../helm/yggdrasil --set $$v --set secrets.apiKeys=lint-runner-key-0123456789; done
 
+# What go prints when it needs a module it cannot download: check reports
+# these as a network failure, not as a go.mod that tidy would change.
+NETWORK_ERRORS = dial tcp|lookup disabled|GOPROXY=off|no such host|i/o timeout|connection refused|TLS handshake|network is unreachable|proxyconnect
+
 check: lint ## lint, import boundaries, and go mod tidy must change nothing
-	@set -e; for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
-	@set -e; for m in $(SOLO_MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m"; exit 1; }; done
+	@for m in $(MODULES); do out=$$(cd $$m && $(GO) mod tidy -diff 2>&1) && continue; \
+		net=$$(echo "$$out" | grep -m1 -E '$(NETWORK_ERRORS)'); \
+		if [ -n "$$net" ]; then echo "make check: cannot reach the module proxy ($$net); run make deps online first"; exit 1; fi; \
+		echo "$$out"; echo "go mod tidy would change $$m"; exit 1; done
+	@for m in $(SOLO_MODULES); do out=$$(cd $$m && GOWORK=off $(GO) mod tidy -diff 2>&1) && continue; \
+		net=$$(echo "$$out" | grep -m1 -E '$(NETWORK_ERRORS)'); \
+		if [ -n "$$net" ]; then echo "make check: cannot reach the module proxy ($$net); run make deps online first"; exit 1; fi; \
+		echo "$$out"; echo "go mod tidy would change $$m"; exit 1; done
 	@bad=$$(cd shared && $(GO) list -deps ./... | grep -E 'yggdrasil/services/|gofiber|hibiken/asynq' || true); \
 		if [ -n "$$bad" ]; then echo "shared must not import services, fiber or asynq:"; echo "$$bad"; exit 1; fi
 	@bad=$$(cd shared && $(GO) list -deps ./wire | grep -E 'go-redis|gofiber|asynq' || true); \

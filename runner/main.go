@@ -38,6 +38,9 @@ import (
 // version is set at build time: go build -ldflags "-X main.version=1.2.3".
 var version = "0.1.0"
 
+// stdout is where -version and -print-version print (a variable for tests).
+var stdout io.Writer = os.Stdout
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
@@ -163,7 +166,9 @@ func loadConfig(args []string, stderr io.Writer) (config.Runner, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.URL, "url", cfg.URL, "controller URL (YGGDRASIL_URL)")
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "runner name (RUNNER_NAME)")
-	fs.StringVar(&cfg.Version, "version", cfg.Version, "reported version (RUNNER_VERSION; default: built in)")
+	fs.StringVar(&cfg.Version, "report-version", cfg.Version, "reported version (RUNNER_VERSION; default: built in)")
+	showVersion := versionFlag{reported: &cfg.Version}
+	fs.Var(&showVersion, "version", "print the version and exit (-version=X, as before, is -report-version X)")
 	fs.StringVar(&cfg.VersionFile, "version-file", cfg.VersionFile, "file whose content overrides the version (RUNNER_VERSION_FILE)")
 	fs.StringVar(&cfg.Realm, "realm", cfg.Realm, "realm (RUNNER_REALM)")
 	fs.StringVar(&cfg.Endpoint, "endpoint", cfg.Endpoint, "endpoint (RUNNER_ENDPOINT)")
@@ -194,14 +199,42 @@ func loadConfig(args []string, stderr io.Writer) (config.Runner, error) {
 			return cfg, fmt.Errorf("RUNNER_VERSION_FILE: %w", err)
 		}
 	}
+	if showVersion.print {
+		fmt.Fprintf(stdout, "ratatoskr %s\n", version)
+		if cfg.Version != version {
+			fmt.Fprintf(stdout, "reports %s (RUNNER_VERSION, -report-version or -version-file)\n", cfg.Version)
+		}
+		return cfg, flag.ErrHelp
+	}
 	if *printVersion {
-		fmt.Fprintln(os.Stdout, cfg.Version)
+		fmt.Fprintln(stdout, cfg.Version)
 		return cfg, flag.ErrHelp
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
+}
+
+// versionFlag is -version (or --version): alone, as with every CLI, it
+// prints the version and exits 0. It used to take the version to report,
+// so -version=X still sets that (-report-version X is its name now).
+type versionFlag struct {
+	print    bool
+	reported *string
+}
+
+func (v *versionFlag) String() string   { return "" }
+func (v *versionFlag) IsBoolFlag() bool { return true }
+func (v *versionFlag) Set(s string) error {
+	switch s {
+	case "true":
+		v.print = true
+	case "false":
+	default:
+		*v.reported = s
+	}
+	return nil
 }
 
 type labelFlag struct {

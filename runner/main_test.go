@@ -96,3 +96,27 @@ func TestHealthcheckSubcommand(t *testing.T) {
 		})
 	}
 }
+
+func TestVersionFlagPrintsAndExitsZero(t *testing.T) {
+	for _, arg := range []string{"-version", "--version"} {
+		var out strings.Builder
+		stdout = &out
+		code := run([]string{arg}, io.Discard)
+		stdout = os.Stdout
+		if code != 0 {
+			t.Errorf("%s: exit code %d, want 0", arg, code)
+		}
+		if got, want := out.String(), "ratatoskr "+version+"\n"; got != want {
+			t.Errorf("%s printed %q, want %q", arg, got, want)
+		}
+	}
+	// the old meaning, with "=": the version to report
+	cfg, err := loadConfig([]string{"-version=9.9.9", "-state-dir", t.TempDir()}, io.Discard)
+	if err != nil || cfg.Version != "9.9.9" {
+		t.Fatalf("-version=9.9.9: version %q, err %v", cfg.Version, err)
+	}
+	cfg, err = loadConfig([]string{"-report-version", "9.9.8", "-state-dir", t.TempDir()}, io.Discard)
+	if err != nil || cfg.Version != "9.9.8" {
+		t.Fatalf("-report-version 9.9.8: version %q, err %v", cfg.Version, err)
+	}
+}

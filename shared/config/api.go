@@ -97,6 +97,12 @@ type API struct {
 	RegisterBurst int `env:"REGISTER_BURST"`
 }
 
+// ListenAddr is where the api listens: HOST:PORT, with HOST defaulting to
+// LoopbackHost while auth is off (no API_KEYS, no ADMIN_API_KEYS).
+func (c API) ListenAddr() string {
+	return c.listenAddr(c.Port, len(configuredKeys(c.APIKeys)) == 0 && len(configuredKeys(c.AdminAPIKeys)) == 0)
+}
+
 // DefaultAPI returns the API defaults.
 func DefaultAPI() API {
 	return API{

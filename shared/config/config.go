@@ -8,8 +8,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/caarlos0/env/v11"
@@ -40,6 +42,27 @@ type Common struct {
 	// bearer token /metrics requires (it lists every runner's id, name and
 	// version). At least 16 characters; compared in constant time.
 	MetricsToken string `env:"METRICS_TOKEN"`
+	// Host (HOST, default "" = decided by auth): the address the service
+	// listens on. Unset, a service whose endpoints are open (auth off: no
+	// keys, outside production) listens on LoopbackHost only, so that nobody
+	// on the network can dispatch shell commands to the fleet; one with keys
+	// listens on every interface, as a server behind a load balancer or in a
+	// container must. 0.0.0.0 (or ::) listens everywhere whatever the keys.
+	// An IP or a host name, without a port (PORT sets that).
+	Host string `env:"HOST"`
+}
+
+// LoopbackHost is where a service without auth listens unless HOST says otherwise.
+const LoopbackHost = "127.0.0.1"
+
+// listenAddr is host:port for net.Listen: HOST when set, else LoopbackHost
+// when the service's endpoints are open, else every interface.
+func (c Common) listenAddr(port int, open bool) string {
+	host := c.Host
+	if host == "" && open {
+		host = LoopbackHost
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(port))
 }
 
 func defaultCommon() Common {
@@ -76,6 +99,9 @@ func (c Common) validate() []error {
 	errs := append(validateLogger(c.Logger()), c.Redis.validate()...)
 	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
 		errs = append(errs, errors.New("METRICS_TOKEN: must be at least 16 characters"))
+	}
+	if h := strings.Trim(c.Host, "[]"); strings.ContainsAny(h, ":/ ") && net.ParseIP(h) == nil {
+		errs = append(errs, fmt.Errorf("HOST: %q is not an IP address or host name (without a port: PORT sets that)", c.Host))
 	}
 	return errs
 }

@@ -77,6 +77,13 @@ type Hooks struct {
 	HTTP HTTPServer
 }
 
+// ListenAddr is where the hooks service listens: HOST:PORT, with HOST
+// defaulting to LoopbackHost while its admin endpoints are open (no
+// ADMIN_API_KEYS outside production).
+func (c Hooks) ListenAddr() string {
+	return c.listenAddr(c.Port, len(configuredKeys(c.AdminAPIKeys)) == 0 && !c.Production())
+}
+
 // DefaultHooks returns the hooks defaults.
 func DefaultHooks() Hooks {
 	return Hooks{

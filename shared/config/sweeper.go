@@ -59,6 +59,13 @@ type Sweeper struct {
 	HTTP HTTPServer
 }
 
+// ListenAddr is where the sweeper listens: HOST:PORT, with HOST defaulting
+// to LoopbackHost while POST /quarantine/release is open (no
+// ADMIN_API_KEYS outside production).
+func (c Sweeper) ListenAddr() string {
+	return c.listenAddr(c.Port, len(configuredKeys(c.AdminAPIKeys)) == 0 && !c.Production())
+}
+
 // DefaultSweeper returns the sweeper defaults.
 func DefaultSweeper() Sweeper {
 	return Sweeper{

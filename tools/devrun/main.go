@@ -44,6 +44,7 @@ func main() {
 }
 
 func run() error {
+	defer takeForeground()()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -120,21 +121,38 @@ func run() error {
 	return nil
 }
 
+// redisSource is where `make run` keeps its state.
+type redisSource int
+
+const (
+	// redisConfigured is the Redis of REDIS_URL or REDIS_SENTINEL_ADDRS.
+	redisConfigured redisSource = iota
+	// redisEmbedded is an in-process miniredis that keeps nothing.
+	redisEmbedded
+)
+
+// redisChoice decides, before any connection: a Redis only when one was
+// named (REDIS_URL, REDIS_SENTINEL_ADDRS) and DEV_EMBEDDED_REDIS is off;
+// otherwise the embedded one. A Redis that merely answers on localhost:6379
+// is never taken: it may be another project's, and the sweeper would write
+// its keys there and change its notify-keyspace-events.
+func redisChoice(configured config.Redis, forceEmbedded bool) redisSource {
+	if (configured.URL != "" || configured.Sentinel()) && !forceEmbedded {
+		return redisConfigured
+	}
+	return redisEmbedded
+}
+
 // chooseRedis returns the Redis to use and a cleanup function.
 func chooseRedis(ctx context.Context, log *slog.Logger, configured config.Redis, forceEmbedded bool) (config.Redis, func(), error) {
-	if (configured.URL != "" || configured.Sentinel()) && !forceEmbedded {
+	if redisChoice(configured, forceEmbedded) == redisConfigured {
 		if err := store.Probe(ctx, configured); err != nil {
 			// neither the error nor configured's String quotes a password
 			return configured, nil, fmt.Errorf("Redis %s is configured but does not answer: %w", configured, err)
 		}
-		log.Info("using the configured Redis", "redis", configured)
+		log.Warn("using the configured Redis: the controller writes its keys under {ygg}: there, and the sweeper "+
+			"adds Ex to its notify-keyspace-events (a server-wide setting) when missing", "redis", configured)
 		return configured, func() {}, nil
-	}
-	local := configured
-	local.URL = config.DefaultRedisURL
-	if !forceEmbedded && store.Probe(ctx, local) == nil {
-		log.Info("using the Redis on localhost:6379", "redis", local)
-		return local, func() {}, nil
 	}
 	m := miniredis.NewMiniRedis()
 	m.ClockTTL(true) // TTLs run on the wall clock, so leases really expire
@@ -142,10 +160,15 @@ func chooseRedis(ctx context.Context, log *slog.Logger, configured config.Redis,
 		return configured, nil, fmt.Errorf("embedded redis: %w", err)
 	}
 	log.Warn("**************************************************************************")
-	log.Warn("NO REDIS FOUND: running on an EMBEDDED IN-PROCESS REDIS (miniredis).")
+	log.Warn("REDIS_URL is not set: running on an EMBEDDED IN-PROCESS REDIS (miniredis).")
 	log.Warn("DEVELOPMENT ONLY: state is lost on exit, no keyspace events, not for production.")
-	log.Warn("Set REDIS_URL or start redis-server on localhost:6379 for a real Redis.", "embedded", m.Addr())
+	log.Warn("For a real Redis set REDIS_URL, e.g. REDIS_URL=redis://localhost:6379.", "embedded", m.Addr())
 	log.Warn("**************************************************************************")
+	local := configured
+	local.URL = config.DefaultRedisURL
+	if !forceEmbedded && store.Probe(ctx, local) == nil {
+		log.Info("a Redis answers on localhost:6379; it is left alone (set REDIS_URL=redis://localhost:6379 to use it)")
+	}
 	return config.Redis{URL: "redis://" + m.Addr() + "/0"}, m.Close, nil
 }
 

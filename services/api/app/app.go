@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -225,9 +224,9 @@ func Run(ctx context.Context, cfg config.API, conn *store.Conn, log *slog.Logger
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(s.cfg.Port)))
+	ln, err := net.Listen("tcp", s.cfg.ListenAddr())
 	if err != nil {
-		return fmt.Errorf("api: listen on port %d: %w", s.cfg.Port, err)
+		return fmt.Errorf("api: listen on %s: %w", s.cfg.ListenAddr(), err)
 	}
 	return s.Serve(ctx, ln)
 }

@@ -142,9 +142,9 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 	}
 	ln := opt.listener
 	if ln == nil {
-		ln, err = net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+		ln, err = net.Listen("tcp", cfg.ListenAddr())
 		if err != nil {
-			return fmt.Errorf("hooks: listen: %w", err)
+			return fmt.Errorf("hooks: listen on %s: %w", cfg.ListenAddr(), err)
 		}
 	}
 

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/sweeper/internal/sweep"
 	"github.com/yggdrasil-cp/yggdrasil/shared/config"
@@ -24,9 +23,9 @@ func Run(ctx context.Context, cfg config.Sweeper, conn *store.Conn, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("sweeper: %w", err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
+	ln, err := net.Listen("tcp", cfg.ListenAddr())
 	if err != nil {
-		return fmt.Errorf("sweeper: listen on port %d: %w", cfg.Port, err)
+		return fmt.Errorf("sweeper: listen on %s: %w", cfg.ListenAddr(), err)
 	}
 	return svc.Serve(ctx, ln)
 }

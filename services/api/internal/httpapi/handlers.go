@@ -111,6 +111,7 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 	app.Use(recover.New())
 	app.Use(h.limitBody)
 
+	app.Get("/", h.index)
 	app.Get("/health", h.health)
 	app.Get("/ready", h.ready)
 	app.Get("/metrics", h.metricsAuth, adaptor.HTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})))
@@ -585,7 +586,7 @@ func (h *Handlers) observe(c *fiber.Ctx) error {
 	switch {
 	case status >= 500:
 		level = slog.LevelError
-	case route == "/health" || route == "/ready" || route == "/metrics":
+	case route == "/" || route == "/health" || route == "/ready" || route == "/metrics":
 		level = slog.LevelDebug
 	}
 	if h.log.Enabled(context.Background(), level) {

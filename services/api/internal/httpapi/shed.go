@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,7 +117,7 @@ func (h *Handlers) shedEarly(app *fiber.App) {
 		ctx.Response.Header.SetContentType(problem.ContentType)
 		ctx.Response.Header.Set(fiber.HeaderRetryAfter, strconv.Itoa(h.retryAfterSeconds()))
 		ctx.SetBody(body)
-		h.metrics.ObserveRequest(r.method, r.template, fiber.StatusServiceUnavailable, time.Since(start))
+		h.metrics.ObserveRequest(context.Background(), r.method, r.template, fiber.StatusServiceUnavailable, time.Since(start))
 	}
 }
 

@@ -88,7 +88,11 @@ func (s *Service) enableNotifications(ctx context.Context) error {
 		return err
 	}
 	if was != now {
-		s.log.Info("enabled keyspace expiry events", "notify-keyspace-events", now, "was", was)
+		// a server-wide setting other programs may depend on: say it at warn,
+		// with both values, so whoever owns this Redis can see and undo it
+		s.log.Warn("changed this Redis server's notify-keyspace-events (server-wide, every client sees it) "+
+			"to receive lease expiry events; set it in redis.conf to make this permanent, or CONFIG SET it back",
+			"notify-keyspace-events", now, "was", was)
 	}
 	return nil
 }
