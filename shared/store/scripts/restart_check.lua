@@ -14,7 +14,13 @@
 --
 -- Returns {restarted (0/1), now ms, window id ('' unless restarted), from ms,
 --          pending windows}
-local runId = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+-- A server without INFO server (the embedded dev Redis of `make run`)
+-- has no run_id: restarts go unnoticed there, and nothing else changes.
+local info = redis.pcall('INFO', 'server')
+local runId = ''
+if type(info) == 'string' then
+  runId = string.match(info, 'run_id:(%x+)') or ''
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seen = redis.call('HMGET', KEYS[1], 'runId', 'at')
