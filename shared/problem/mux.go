@@ -2,6 +2,7 @@ package problem
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -67,3 +68,39 @@ func (h *headerRecorder) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// Routes is a ServeMux that remembers its patterns and answers, through
+// Mux, what the mux itself answers as problems. A service's tests hold its
+// patterns to the contract (openapi.yaml) with Patterns.
+type Routes struct {
+	mux      *http.ServeMux
+	h        http.Handler
+	patterns []string
+}
+
+// NewRoutes is an empty Routes.
+func NewRoutes() *Routes {
+	m := http.NewServeMux()
+	return &Routes{mux: m, h: Mux(m)}
+}
+
+// Handle registers h for pattern ("GET /items/{id}", as http.ServeMux).
+func (r *Routes) Handle(pattern string, h http.Handler) {
+	r.mux.Handle(pattern, h)
+	r.patterns = append(r.patterns, pattern)
+}
+
+// HandleFunc registers f for pattern.
+func (r *Routes) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	r.Handle(pattern, http.HandlerFunc(f))
+}
+
+// Wrap puts middleware (request metrics, say) around everything Routes
+// serves, the problem answers included.
+func (r *Routes) Wrap(mw func(http.Handler) http.Handler) { r.h = mw(r.h) }
+
+// Patterns lists the registered patterns in registration order.
+func (r *Routes) Patterns() []string { return slices.Clone(r.patterns) }
+
+// ServeHTTP serves req as Mux does.
+func (r *Routes) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.h.ServeHTTP(w, req) }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/auth"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/metrics"
+	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/openapi"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/overload"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/runners"
 	"github.com/yggdrasil-cp/yggdrasil/services/api/internal/validate"
@@ -115,6 +116,7 @@ func NewApp(svc *runners.Service, a *auth.Authenticator, m *metrics.Metrics, log
 	app.Get("/health", h.health)
 	app.Get("/ready", h.ready)
 	app.Get("/metrics", h.metricsAuth, adaptor.HTTPHandler(promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, EnableOpenMetrics: true})))
+	app.Get("/openapi.json", h.openAPI)
 	app.Get("/admission", h.admission)
 	app.Post("/version-check/:version", h.versionCheck)
 
@@ -187,6 +189,18 @@ func (h *Handlers) ready(c *fiber.Ctx) error {
 		return errors.Join(errNotReady, err)
 	}
 	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+// openAPI serves the contract (openapi.yaml) as JSON, to anyone: it holds
+// no secret.
+func (h *Handlers) openAPI(c *fiber.Ctx) error {
+	doc, err := openapi.JSON()
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	return c.Send(doc)
 }
 
 func (h *Handlers) admission(c *fiber.Ctx) error {

@@ -53,10 +53,11 @@ type server struct {
 	keys keyauth.KeySet
 }
 
-// Handler returns the HTTP handler.
-func Handler(cfg Config) http.Handler {
+// Handler returns the HTTP handler. Its patterns are the hooks service's
+// routes in openapi.yaml (TestRoutesAreInTheContract).
+func Handler(cfg Config) *problem.Routes {
 	s := &server{cfg: cfg, keys: keyauth.NewKeySet(cfg.AdminKeys)}
-	mux := http.NewServeMux()
+	mux := problem.NewRoutes()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -66,9 +67,9 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("POST /deliveries/archived/retry", s.admin(s.retryAll))
 	mux.HandleFunc("POST /deliveries/archived/{id}/retry", s.admin(s.retryOne))
 	if cfg.HTTP != nil {
-		return cfg.HTTP.Wrap(problem.Mux(mux))
+		mux.Wrap(cfg.HTTP.Wrap)
 	}
-	return problem.Mux(mux)
+	return mux
 }
 
 func (s *server) ready(w http.ResponseWriter, _ *http.Request) {

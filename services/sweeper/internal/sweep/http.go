@@ -16,9 +16,10 @@ import (
 
 // Handler serves /health, /ready, /metrics (behind METRICS_TOKEN when set),
 // GET /quarantine and POST /quarantine/release; everything else is a
-// problem+json 404 or 405 (problem.Mux).
-func (s *Service) Handler() http.Handler {
-	mux := http.NewServeMux()
+// problem+json 404 or 405 (problem.Mux). Its patterns are the sweeper's
+// routes in openapi.yaml (TestRoutesAreInTheContract).
+func (s *Service) Handler() *problem.Routes {
+	mux := problem.NewRoutes()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -26,7 +27,8 @@ func (s *Service) Handler() http.Handler {
 	mux.Handle("GET /metrics", keyauth.RequireBearer(s.cfg.MetricsToken, promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})))
 	mux.HandleFunc("GET /quarantine", s.quarantineState)
 	mux.HandleFunc("POST /quarantine/release", s.release)
-	return s.http.Wrap(problem.Mux(mux))
+	mux.Wrap(s.http.Wrap)
+	return mux
 }
 
 func (s *Service) ready(w http.ResponseWriter, r *http.Request) {
