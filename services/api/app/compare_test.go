@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,8 +93,14 @@ func BenchmarkHeartbeatCompare(b *testing.B) {
 				continue
 			}
 			b.Run(fmt.Sprintf("round=%d/target=%s", round, tg.name), func(b *testing.B) {
+				_ = rdb.ConfigResetStat(context.Background()).Err()
+				cpu0 := redisCPU(b, rdb)
 				r := loadRun(b, tg.hc, bodies, tokens, *cmpConns, *cmpRound, 0)
 				r.report(b)
+				if r.requests > 0 && tg.name != "echo" {
+					b.ReportMetric((redisCPU(b, rdb)-cpu0).Seconds()*1e6/float64(r.requests), "redis-cpu-us/op")
+					b.ReportMetric(evalshaMicros(b, rdb), "evalsha-us")
+				}
 				if tg.name == "real" {
 					realRates = append(realRates, r.perSecond)
 				}
@@ -127,6 +134,43 @@ func loadClient(b *testing.B, addr string) *fasthttp.HostClient {
 		}, "the fasthttp client's cleaner to stop")
 	})
 	return hc
+}
+
+// redisCPU is the CPU time redis-server used so far (INFO cpu).
+func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// evalshaMicros is Redis' own time per EVALSHA since the last CONFIG
+// RESETSTAT (INFO commandstats usec_per_call): the script, without I/O.
+func evalshaMicros(b *testing.B, rdb *redis.Client) float64 {
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
+			for _, kv := range strings.Split(rest, ",") {
+				if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
+					f, _ := strconv.ParseFloat(v, 64)
+					return f
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // loadResult is one round against one target.
