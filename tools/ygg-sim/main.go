@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -38,6 +40,7 @@ type spawnFlags struct {
 	leaseTTLMs          int64
 	heartbeatIntervalMs int64
 	maxRunners          int
+	hooks               bool
 }
 
 func run(args []string) error {
@@ -74,6 +77,7 @@ func run(args []string) error {
 	fs.Int64Var(&sp.leaseTTLMs, "lease-ttl-ms", 30000, "spawn: LEASE_TTL_MS of api and sweeper")
 	fs.Int64Var(&sp.heartbeatIntervalMs, "heartbeat-interval-ms", 15000, "spawn: HEARTBEAT_INTERVAL_MS of api and sweeper")
 	fs.IntVar(&sp.maxRunners, "max-runners", 0, "spawn: MAX_RUNNERS of the api (0 = no limit)")
+	fs.BoolVar(&sp.hooks, "hooks", false, "spawn: also -bin/hooks, delivering offline/unreachable webhooks to a receiver in this process (the loss scenario reports them)")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the generator's CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
@@ -112,8 +116,21 @@ func run(args []string) error {
 		if sp.maxRunners > 0 {
 			env["MAX_RUNNERS"] = fmt.Sprint(sp.maxRunners)
 		}
+		hookURL := ""
+		if sp.hooks {
+			sink := sim.NewWebhookSink()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fmt.Errorf("webhook receiver: %w", err)
+			}
+			hs := &http.Server{Handler: sink, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+			go func() { _ = hs.Serve(ln) }()
+			defer hs.Close()
+			hookURL = "http://" + ln.Addr().String() + "/hook"
+			cfg.Webhooks = sink
+		}
 		st, err := stack.Start(ctx, stack.Config{BinDir: sp.binDir, APIKey: cfg.APIKey, OperatorKey: cfg.OperatorKey,
-			LeaseTTLMs: sp.leaseTTLMs, HeartbeatIntervalMs: sp.heartbeatIntervalMs, Env: env})
+			LeaseTTLMs: sp.leaseTTLMs, HeartbeatIntervalMs: sp.heartbeatIntervalMs, Env: env, HookURL: hookURL})
 		if err != nil {
 			return err
 		}
