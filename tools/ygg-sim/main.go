@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -41,6 +42,7 @@ type spawnFlags struct {
 	heartbeatIntervalMs int64
 	maxRunners          int
 	hooks               bool
+	redisArgs           redisArgs
 }
 
 func run(args []string) error {
@@ -77,6 +79,7 @@ func run(args []string) error {
 	fs.Int64Var(&sp.leaseTTLMs, "lease-ttl-ms", 30000, "spawn: LEASE_TTL_MS of api and sweeper")
 	fs.Int64Var(&sp.heartbeatIntervalMs, "heartbeat-interval-ms", 15000, "spawn: HEARTBEAT_INTERVAL_MS of api and sweeper")
 	fs.IntVar(&sp.maxRunners, "max-runners", 0, "spawn: MAX_RUNNERS of the api (0 = no limit)")
+	fs.Var(&sp.redisArgs, "redis-config", "spawn: a redis-server setting as name=value, e.g. hash-max-listpack-value=512 (repeatable)")
 	fs.BoolVar(&sp.hooks, "hooks", false, "spawn: also -bin/hooks, delivering offline/unreachable webhooks to a receiver in this process (the loss scenario reports them)")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the generator's CPU profile to this file")
@@ -130,7 +133,7 @@ func run(args []string) error {
 			cfg.Webhooks = sink
 		}
 		st, err := stack.Start(ctx, stack.Config{BinDir: sp.binDir, APIKey: cfg.APIKey, OperatorKey: cfg.OperatorKey,
-			LeaseTTLMs: sp.leaseTTLMs, HeartbeatIntervalMs: sp.heartbeatIntervalMs, Env: env, HookURL: hookURL})
+			LeaseTTLMs: sp.leaseTTLMs, HeartbeatIntervalMs: sp.heartbeatIntervalMs, Env: env, HookURL: hookURL, RedisArgs: sp.redisArgs})
 		if err != nil {
 			return err
 		}
@@ -262,4 +265,18 @@ func (m *monitor) writeText(w *os.File, r *stackReport) {
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "  sampling error: %s\n", e)
 	}
+}
+
+// redisArgs collects -redis-config name=value flags as redis-server arguments.
+type redisArgs []string
+
+func (r *redisArgs) String() string { return strings.Join(*r, " ") }
+
+func (r *redisArgs) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" || strings.HasPrefix(name, "-") {
+		return fmt.Errorf("want name=value, got %q", v)
+	}
+	*r = append(*r, "--"+name, value)
+	return nil
 }

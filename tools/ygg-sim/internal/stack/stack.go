@@ -39,6 +39,8 @@ type Config struct {
 	Env map[string]string
 	// NoSweeper leaves the sweeper out (leases then never expire).
 	NoSweeper bool
+	// RedisArgs are extra redis-server arguments ("--hash-max-listpack-value", "512").
+	RedisArgs []string
 	// HookURL, when set, starts BinDir/hooks too, delivering runner.offline
 	// and runner.unreachable webhooks there (unsigned, HOOK_CONCURRENCY 50).
 	HookURL string
@@ -70,7 +72,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	if s.redis, err = redistest.StartServer(s.Dir); err != nil {
+	if s.redis, err = redistest.StartServer(s.Dir, cfg.RedisArgs...); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.rdb = s.redis.Client()
