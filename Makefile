@@ -84,8 +84,9 @@ chaos: redis-server ## the chaos suite against the real binaries (about 5-10 min
 
 bench: bench-api bench-sweeper bench-hooks ## every benchmark (figures go in the README)
 
-bench-api: redis-server ## api: heartbeat throughput over HTTP beside redis PING and EVALSHA ceilings
-	cd services/api && $(GO) test -run '^$$' -bench Heartbeat -benchtime 3s ./app/
+bench-api: redis-server ## api: heartbeat throughput beside echo/straightforward/batched baselines (interleaved rounds), and over HTTP beside redis PING and EVALSHA ceilings
+	cd services/api && $(GO) test -run '^$$' -bench 'HeartbeatCompare' -benchtime 1x ./app/ -cmp.rounds 3
+	cd services/api && $(GO) test -run '^$$' -bench 'Heartbeat$$' -benchtime 3s ./app/
 
 # The overload proof with ygg-sim as a separate process (about 3 min): the
 # capacity (a closed loop: 64 connections kept busy), then a fleet offering

@@ -74,6 +74,14 @@ type API struct {
 	// a quarter of HEARTBEAT_INTERVAL_MS, so a heartbeat that waited and was
 	// refused still has room in its lease.
 	OverloadQueueMs int64 `env:"OVERLOAD_QUEUE_MS"`
+	// HeartbeatBatch (HEARTBEAT_BATCH, default 64, at least 1): most
+	// heartbeats of concurrent requests sent to Redis in one pipeline (each
+	// still its own atomic script call); 1 sends every heartbeat alone.
+	HeartbeatBatch int `env:"HEARTBEAT_BATCH"`
+	// HeartbeatPipelines (HEARTBEAT_PIPELINES, default 2, at least 1): such
+	// pipelines in flight at once; a heartbeat that finds one free is sent
+	// at once, the others join the next pipeline.
+	HeartbeatPipelines int `env:"HEARTBEAT_PIPELINES"`
 
 	// CountsCacheTTL (no variable, default 1 s): how long the fleet counts
 	// behind MAX_RUNNERS and the admission gauges are reused.
@@ -120,6 +128,8 @@ func DefaultAPI() API {
 		OutageRecordEvery:  time.Second,
 		MaxInflight:        256,
 		OverloadQueueMs:    100,
+		HeartbeatBatch:     64,
+		HeartbeatPipelines: 2,
 		CountsCacheTTL:     time.Second,
 		RegisterBurst:      100,
 		HTTP: HTTPServer{
@@ -182,6 +192,12 @@ func (c API) Validate() error {
 	}
 	if c.OverloadQueueMs < 0 {
 		errs = append(errs, fmt.Errorf("OVERLOAD_QUEUE_MS: %d is negative", c.OverloadQueueMs))
+	}
+	if c.HeartbeatBatch < 1 {
+		errs = append(errs, fmt.Errorf("HEARTBEAT_BATCH: %d is below 1", c.HeartbeatBatch))
+	}
+	if c.HeartbeatPipelines < 1 {
+		errs = append(errs, fmt.Errorf("HEARTBEAT_PIPELINES: %d is below 1", c.HeartbeatPipelines))
 	}
 	if c.CountsCacheTTL <= 0 {
 		errs = append(errs, fmt.Errorf("CountsCacheTTL: %s is not positive (no variable sets it: build the configuration from DefaultAPI)", c.CountsCacheTTL))

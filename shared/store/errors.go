@@ -43,6 +43,11 @@ var (
 	// retention yet (the purge re-checks it: it may have come back and gone
 	// offline again since it was found).
 	ErrRunnerTooRecent = domain("runner went offline within the retention")
+	// ErrBadCredential refuses a heartbeat whose runner token hash is not
+	// the runner's current one (or names no runner): heartbeat.lua checks
+	// the token in the same step that renews the lease. The API answers it
+	// as it answers any invalid credential (401).
+	ErrBadCredential = domain("invalid runner credential")
 	// ErrNoQuarantine means there was no active quarantine to end (or it is
 	// still holding).
 	ErrNoQuarantine = domain("no quarantine to end")

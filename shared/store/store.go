@@ -29,6 +29,11 @@ type Options struct {
 	// CancelRetention is how long a cancelled running task keeps being listed
 	// in cancelTaskIds when the runner never acknowledges it.
 	CancelRetention time.Duration
+	// HeartbeatBatch is the most heartbeats one pipeline carries (1 or
+	// less: each heartbeat is its own round trip); HeartbeatPipelines how
+	// many such pipelines may be in flight at once. See batcher.
+	HeartbeatBatch     int
+	HeartbeatPipelines int
 }
 
 // Store reads and writes the control plane's state in Redis, one file per
@@ -39,7 +44,8 @@ type Options struct {
 // it runs on, so a Store also pings, tells Redis' time and subscribes.
 type Store struct {
 	*Conn
-	opts Options
+	opts       Options
+	heartbeats *batcher
 }
 
 // OptionsFrom takes a Store's tunables from the fleet configuration, so
@@ -54,7 +60,7 @@ func OptionsFrom(f config.Fleet) Options {
 
 // New returns a Store over c that uses opts as given.
 func New(c *Conn, opts Options) *Store {
-	return &Store{Conn: c, opts: opts}
+	return &Store{Conn: c, opts: opts, heartbeats: newBatcher(heartbeatScript, opts.HeartbeatBatch, opts.HeartbeatPipelines)}
 }
 
 // NewID returns a random identifier with the given prefix, e.g. "rnr_3f9a...".

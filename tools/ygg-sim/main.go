@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -40,6 +42,8 @@ type spawnFlags struct {
 	heartbeatIntervalMs int64
 	maxRunners          int
 	env                 envFlag
+	hooks               bool
+	redisArgs           redisArgs
 }
 
 // envFlag collects -env KEY=VALUE flags.
@@ -91,6 +95,8 @@ func run(args []string) error {
 	fs.Int64Var(&sp.heartbeatIntervalMs, "heartbeat-interval-ms", 15000, "spawn: HEARTBEAT_INTERVAL_MS of api and sweeper")
 	fs.IntVar(&sp.maxRunners, "max-runners", 0, "spawn: MAX_RUNNERS of the api (0 = no limit)")
 	fs.Var(sp.env, "env", "spawn: KEY=VALUE added to the api's and the sweeper's environment (repeatable; e.g. MAX_INFLIGHT=0)")
+	fs.Var(&sp.redisArgs, "redis-config", "spawn: a redis-server setting as name=value, e.g. hash-max-listpack-value=512 (repeatable)")
+	fs.BoolVar(&sp.hooks, "hooks", false, "spawn: also -bin/hooks, delivering offline/unreachable webhooks to a receiver in this process (the loss scenario reports them)")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the generator's CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
@@ -132,8 +138,21 @@ func run(args []string) error {
 		if sp.maxRunners > 0 {
 			env["MAX_RUNNERS"] = fmt.Sprint(sp.maxRunners)
 		}
+		hookURL := ""
+		if sp.hooks {
+			sink := sim.NewWebhookSink()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fmt.Errorf("webhook receiver: %w", err)
+			}
+			hs := &http.Server{Handler: sink, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+			go func() { _ = hs.Serve(ln) }()
+			defer hs.Close()
+			hookURL = "http://" + ln.Addr().String() + "/hook"
+			cfg.Webhooks = sink
+		}
 		st, err := stack.Start(ctx, stack.Config{BinDir: sp.binDir, APIKey: cfg.APIKey, OperatorKey: cfg.OperatorKey,
-			LeaseTTLMs: sp.leaseTTLMs, HeartbeatIntervalMs: sp.heartbeatIntervalMs, Env: env})
+			LeaseTTLMs: sp.leaseTTLMs, HeartbeatIntervalMs: sp.heartbeatIntervalMs, Env: env, HookURL: hookURL, RedisArgs: sp.redisArgs})
 		if err != nil {
 			return err
 		}
@@ -265,4 +284,18 @@ func (m *monitor) writeText(w *os.File, r *stackReport) {
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "  sampling error: %s\n", e)
 	}
+}
+
+// redisArgs collects -redis-config name=value flags as redis-server arguments.
+type redisArgs []string
+
+func (r *redisArgs) String() string { return strings.Join(*r, " ") }
+
+func (r *redisArgs) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" || strings.HasPrefix(name, "-") {
+		return fmt.Errorf("want name=value, got %q", v)
+	}
+	*r = append(*r, "--"+name, value)
+	return nil
 }

@@ -73,7 +73,9 @@ func New(cfg config.API, conn *store.Conn, log *slog.Logger, opts ...Option) (*S
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	st := store.New(conn, store.OptionsFrom(cfg.Fleet))
+	stOpts := store.OptionsFrom(cfg.Fleet)
+	stOpts.HeartbeatBatch, stOpts.HeartbeatPipelines = cfg.HeartbeatBatch, cfg.HeartbeatPipelines
+	st := store.New(conn, stOpts)
 	hub := runners.NewHub(st, []string{store.DispatchChannel(), store.TaskEventsChannel()}, cfg.LongPollMaxWaiters, log)
 	outages := runners.NewOutageRecorder(func(ctx context.Context, from, to time.Time, source string) error {
 		_, err := st.RecordOutage(ctx, from, to, source)

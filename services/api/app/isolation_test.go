@@ -50,9 +50,11 @@ func TestRealmKeyAnswered404OnEveryRouteOfAnotherRealm(t *testing.T) {
 
 	z, rid, tid := "zeta-secret", theirs.ID, task.ID
 	cases := map[string]isolationCase{
-		"GET /health":  {"/health", "", 200, 200, "public", true},
-		"GET /ready":   {"/ready", "", 200, 200, "public", true},
-		"GET /metrics": {"/metrics", "", 200, 200, "public: the infrastructure's, guarded by METRICS_TOKEN", true},
+		"GET /health":       {"/health", "", 200, 200, "public", true},
+		"GET /ready":        {"/ready", "", 200, 200, "public", true},
+		"GET /metrics":      {"/metrics", "", 200, 200, "public: the infrastructure's, guarded by METRICS_TOKEN", true},
+		"GET /":             {"/", "", 200, 200, "public: an index of links", true},
+		"GET /openapi.json": {"/openapi.json", "", 200, 200, "public: the contract", true},
 		"GET /admission": {"/admission?realm=" + z, "", 404, 404,
 			"another realm's admission", false},
 		"POST /version-check/:version": {"/version-check/1.0.0?realm=" + z, "", 404, 404, "another realm's policy", false},

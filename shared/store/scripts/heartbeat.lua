@@ -13,6 +13,8 @@
 -- ARGV[12] realm record key prefix   ARGV[13] heartbeat interval ms (global)
 -- ARGV[14] traceparent of the heartbeat's server span ('' = none): stored as
 --          heartbeatTraceparent, and carried by a runner.recovered event
+-- ARGV[15] hash of the runner token the caller presented ('' = not checked: an
+--          API key RUNNER_AUTH lets act as any runner, or auth off)
 --
 -- The runner's realm overrides ARGV[3] (p:leaseTtlMs) and ARGV[13]
 -- (p:heartbeatIntervalMs); its state rides on the reply (the API turns
@@ -21,12 +23,21 @@
 -- Returns {0, epoch, deadline ms, pendingUpdate JSON or '', tasks, cancel ids,
 --          realm state ('' when the realm has no record), interval ms}
 --   where tasks is a flat list of (id, type, payload, timeoutMs, createdAt) tuples;
---         {1} unknown runner; {2, epoch} runner offline; {3, epoch} stale epoch.
+--         {1} unknown runner; {2, epoch} runner offline; {3, epoch} stale epoch;
+--         {4} ARGV[15] is set and is not the runner's token hash (or no such
+--         runner): the caller's credential is invalid, checked before anything else.
+-- The token check is here so that a heartbeat is one round trip, not an HGET
+-- of the hash and then this script. Lua compares interned strings by
+-- reference, so the comparison takes the same time whatever the hash; and
+-- the value compared is a SHA-256 of the token, never the token.
 -- A heartbeat that reaches the script before the sweeper's transition wins the
 -- race and keeps the runner online: the sweeper re-checks the lease atomically.
 -- An unreachable (quarantined) runner comes back online under the same epoch.
-local st = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'pendingUpdate', 'version', 'name', 'realm', 'endpoint')
+local st = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'pendingUpdate', 'version', 'name', 'realm', 'endpoint', 'tokenHash')
 local status = st[1]
+if ARGV[15] ~= '' and (not status or st[8] ~= ARGV[15]) then
+  return {4}
+end
 if not status then
   return {1}
 end
@@ -52,24 +63,27 @@ local deadline = now + ttl
 
 redis.call('SET', KEYS[2], epoch, 'PX', ttl)
 redis.call('ZADD', KEYS[3], deadline, id)
-redis.call('HSET', KEYS[1], 'lastHeartbeat', now, 'leaseExpiresAt', deadline, 'heartbeatTraceparent', ARGV[14])
+-- One HSET for every field this heartbeat changes.
+local fields = {'lastHeartbeat', now, 'leaseExpiresAt', deadline, 'heartbeatTraceparent', ARGV[14]}
+local function set(name, value) fields[#fields + 1] = name; fields[#fields + 1] = value end
 if status == 'unreachable' then
-  redis.call('HSET', KEYS[1], 'status', 'online')
+  set('status', 'online')
   redis.call('ZREM', KEYS[5], id)
   redis.call('ZADD', KEYS[4], 0, id)
   redis.call('ZREM', KEYS[6], id)
   redis.call('XADD', KEYS[9], '*', 'type', 'runner.recovered', 'ts', now, 'traceparent', ARGV[14],
     'data', cjson.encode({runner = {id = id, name = st[5], version = st[4], realm = st[6], endpoint = st[7]}, leaseEpoch = epoch}))
 end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'activity', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'resources', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'tasksRunning', ARGV[6]) end
-if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'startedAt', ARGV[11]) end
+if ARGV[4] ~= '' then set('activity', ARGV[4]) end
+if ARGV[5] ~= '' then set('resources', ARGV[5]) end
+if ARGV[6] ~= '' then set('tasksRunning', ARGV[6]) end
+if ARGV[11] ~= '' then set('startedAt', ARGV[11]) end
 local version = st[4]
 if ARGV[7] ~= '' then
   version = ARGV[7]
-  redis.call('HSET', KEYS[1], 'version', version)
+  set('version', version)
 end
+redis.call('HSET', KEYS[1], unpack(fields))
 
 local pending = st[3] or ''
 if pending ~= '' and version then
@@ -81,20 +95,24 @@ if pending ~= '' and version then
 end
 
 local tasks = {}
-for _, tid in ipairs(redis.call('ZRANGE', KEYS[7], 0, tonumber(ARGV[9]) - 1)) do
-  local f = redis.call('HMGET', ARGV[8] .. tid, 'type', 'payload', 'timeoutMs', 'createdAt', 'status')
-  if f[5] == 'pending' then
-    table.insert(tasks, tid)
-    table.insert(tasks, f[1] or '')
-    table.insert(tasks, f[2] or '')
-    table.insert(tasks, f[3] or '0')
-    table.insert(tasks, f[4] or '0')
-  else
-    redis.call('ZREM', KEYS[7], tid)
+local cancel = {}
+-- Most heartbeats find neither pending tasks nor cancellations: one EXISTS
+-- spares them the three reads below.
+if redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
+  for _, tid in ipairs(redis.call('ZRANGE', KEYS[7], 0, tonumber(ARGV[9]) - 1)) do
+    local f = redis.call('HMGET', ARGV[8] .. tid, 'type', 'payload', 'timeoutMs', 'createdAt', 'status')
+    if f[5] == 'pending' then
+      table.insert(tasks, tid)
+      table.insert(tasks, f[1] or '')
+      table.insert(tasks, f[2] or '')
+      table.insert(tasks, f[3] or '0')
+      table.insert(tasks, f[4] or '0')
+    else
+      redis.call('ZREM', KEYS[7], tid)
+    end
   end
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - tonumber(ARGV[10]))
+  cancel = redis.call('ZRANGE', KEYS[8], 0, -1)
 end
-
-redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - tonumber(ARGV[10]))
-local cancel = redis.call('ZRANGE', KEYS[8], 0, -1)
 
 return {0, epoch, deadline, pending, tasks, cancel, realm[1] or '', interval}

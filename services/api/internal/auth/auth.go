@@ -70,7 +70,16 @@ type Principal struct {
 	// a registration hands it to register.lua, which compares it with the
 	// runner's current hash in the same step that re-registers.
 	tokenHash string
+	// deferred: the token's hash was not yet compared with the stored one
+	// (AuthenticateDeferred); the store does it with the request's own
+	// script call, or Verify does it.
+	deferred bool
 }
+
+// Deferred reports whether p is a runner token nobody has checked yet: it
+// proves nothing until the store compared Claim(p.RunnerID).TokenHash with
+// the runner's, or Verify said yes.
+func (p Principal) Deferred() bool { return p.deferred }
 
 // String names p by role (and runner id), never its token hash, so that a
 // Principal printed or logged by mistake shows nothing secret.
@@ -312,6 +321,20 @@ func (a *Authenticator) Enabled() bool { return !a.apiKeys.Empty() || !a.operato
 // credential that matches nothing gives ErrUnauthenticated. Other errors are
 // infrastructure failures (token lookup).
 func (a *Authenticator) Authenticate(ctx context.Context, authorization, apiKey string) (Principal, error) {
+	p, err := a.AuthenticateDeferred(ctx, authorization, apiKey)
+	if err != nil || !p.deferred {
+		return p, err
+	}
+	return a.Verify(ctx, p)
+}
+
+// AuthenticateDeferred is Authenticate without the token lookup: keys are
+// checked as always, but a runner token only has its form checked and is
+// returned Deferred, with its runner id and hash. The caller must have the
+// store compare the hash in the request's own script call (the heartbeat:
+// one Redis round trip instead of two), or call Verify before it answers
+// anything that depends on who is calling.
+func (a *Authenticator) AuthenticateDeferred(ctx context.Context, authorization, apiKey string) (Principal, error) {
 	if !a.Enabled() {
 		return Principal{Role: RoleAnonymous}, nil
 	}
@@ -338,18 +361,29 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization, apiKey 
 	if !ok || (a.validID != nil && !a.validID(id)) {
 		return Principal{}, ErrUnauthenticated
 	}
-	stored, err := a.lookup(ctx, id)
+	return Principal{Role: RoleRunner, RunnerID: id, tokenHash: hex.EncodeToString(sum[:]), deferred: true}, nil
+}
+
+// Verify checks a Deferred principal's token against the stored hash (in
+// constant time) and returns it checked; any other principal is returned
+// as it is. An unknown runner or another hash is ErrUnauthenticated; other
+// errors are infrastructure failures (token lookup).
+func (a *Authenticator) Verify(ctx context.Context, p Principal) (Principal, error) {
+	if !p.deferred {
+		return p, nil
+	}
+	stored, err := a.lookup(ctx, p.RunnerID)
 	if err != nil {
 		if a.notFound != nil && errors.Is(err, a.notFound) {
 			return Principal{}, ErrUnauthenticated
 		}
 		return Principal{}, fmt.Errorf("auth: token lookup: %w", err)
 	}
-	got := hex.EncodeToString(sum[:])
-	if subtle.ConstantTimeCompare([]byte(got), []byte(stored)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(p.tokenHash), []byte(stored)) != 1 {
 		return Principal{}, ErrUnauthenticated
 	}
-	return Principal{Role: RoleRunner, RunnerID: id, tokenHash: got}, nil
+	p.deferred = false
+	return p, nil
 }
 
 // realmKey resolves a realm-scoped key by its digest (the record is found

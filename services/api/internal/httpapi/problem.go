@@ -45,6 +45,7 @@ var domain = []struct {
 	k   kind
 }{
 	{auth.ErrUnauthenticated, kind{401, problem.TypeUnauthorized, "Unauthorized", "a valid credential is required, in Authorization: Bearer or X-API-Key"}},
+	{store.ErrBadCredential, kind{401, problem.TypeUnauthorized, "Unauthorized", "a valid credential is required, in Authorization: Bearer or X-API-Key"}},
 	{auth.ErrForbidden, kind{403, problem.TypeForbidden, "Forbidden", "this credential may not perform this request"}},
 	{auth.ErrConflictingCredentials, kind{400, problem.TypeConflictingCredentials, "Conflicting credentials", "Authorization and X-API-Key carry different credentials: send one, or the same in both"}},
 	{store.ErrRunnerNotFound, kind{404, problem.TypeRunnerNotFound, "Runner not found", "no runner with this id: register it first"}},

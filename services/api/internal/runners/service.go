@@ -199,8 +199,11 @@ func (s *Service) retryFull() time.Duration {
 	return s.cfg.HeartbeatInterval
 }
 
-// Heartbeat renews a lease.
-func (s *Service) Heartbeat(ctx context.Context, p wire.HeartbeatPayload) (wire.HeartbeatResponse, error) {
+// Heartbeat renews a lease. claim is what the caller proved: a runner
+// token's hash is compared with the runner's in the heartbeat's own script
+// call (store.ErrBadCredential when it is not the runner's); AnyRunner
+// skips the comparison.
+func (s *Service) Heartbeat(ctx context.Context, p wire.HeartbeatPayload, claim auth.Claim) (wire.HeartbeatResponse, error) {
 	if err := validate.Heartbeat(&p); err != nil {
 		return wire.HeartbeatResponse{}, err
 	}
@@ -214,6 +217,7 @@ func (s *Service) Heartbeat(ctx context.Context, p wire.HeartbeatPayload) (wire.
 	res, err := s.store.Heartbeat(ctx, store.HeartbeatParams{
 		RunnerID: p.RunnerID, Epoch: p.LeaseEpoch, LeaseTTL: s.cfg.LeaseTTL, HeartbeatInterval: s.cfg.HeartbeatInterval, Activity: p.Status,
 		Resources: p.Resources, TasksRunning: p.TasksRunning, Version: p.Version, StartedAt: started,
+		TokenHash: claim.TokenHash,
 	})
 	if err = s.observe(err); err != nil {
 		return wire.HeartbeatResponse{}, err

@@ -64,6 +64,9 @@ type Config struct {
 	// Hook is called at "ramp-start", "measure-start" and "measure-end" (while
 	// the load still runs), so a caller can sample the controller.
 	Hook func(phase string)
+	// Webhooks, when set, receives the controller's offline and
+	// unreachable webhooks; the loss scenario then reports their arrival.
+	Webhooks *WebhookSink
 }
 
 // DefaultConfig returns the defaults the flags show.

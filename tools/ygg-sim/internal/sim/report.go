@@ -102,6 +102,8 @@ type LossReport struct {
 	Polls         int             `json:"polls"`
 	PollErrors    int             `json:"pollErrors"`
 	PollEveryS    float64         `json:"pollEveryS"`
+	// Webhooks: the stopped runners' offline/unreachable webhooks (with -hooks).
+	Webhooks *WebhookReport `json:"webhooks,omitempty"`
 }
 
 // TaskReport is the dispatch scenario's result: dispatch -> succeeded.
@@ -187,6 +189,9 @@ func (e *engine) report(started time.Time, rampEnd, measureEnd time.Duration) *R
 		if l.allBack > 0 {
 			lr.AllBackS = (l.allBack - l.returnAt).Seconds()
 		}
+		if e.cfg.Webhooks != nil && !l.stopWall.IsZero() {
+			lr.Webhooks = e.cfg.Webhooks.report(l.stopped, l.stopWall)
+		}
 		l.mu.Unlock()
 		r.Loss = lr
 	case Dispatch:
@@ -242,6 +247,10 @@ func (r *Report) WriteText(w io.Writer) {
 	if l := r.Loss; l != nil {
 		fmt.Fprintf(w, "  loss: stopped %d, detected %d (all after %.2f s; per runner p50 %.0f p99 %.0f max %.0f ms, poll every %.2f s), false detections %d; back %d/%d (all after %.2f s)\n",
 			l.Stopped, l.Detected, l.AllDetectedS, l.DetectLatency.P50Ms, l.DetectLatency.P99Ms, l.DetectLatency.MaxMs, l.PollEveryS, l.FalseDetected, l.Back, l.Stopped, l.AllBackS)
+		if h := l.Webhooks; h != nil {
+			fmt.Fprintf(w, "  webhooks: %d of %d stopped runners (all after %.2f s; per runner p50 %.0f p99 %.0f max %.0f ms), %d for other runners, %d received in all\n",
+				h.Stopped, l.Stopped, h.AllS, h.Latency.P50Ms, h.Latency.P99Ms, h.Latency.MaxMs, h.Others, h.Received)
+		}
 	}
 	if t := r.Tasks; t != nil {
 		fmt.Fprintf(w, "  tasks: dispatched %d, succeeded %d, unfinished %d; dispatch->succeeded p50 %.1f p90 %.1f p99 %.1f max %.1f ms\n",

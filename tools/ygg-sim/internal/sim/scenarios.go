@@ -151,6 +151,7 @@ type lossState struct {
 	mu            sync.Mutex
 	stopped       map[string]int // runner id -> slot
 	stopAt        time.Duration
+	stopWall      time.Time
 	returnAt      time.Duration
 	detected      map[string]time.Duration
 	falseDetected map[string]bool
@@ -200,6 +201,7 @@ func (e *engine) runLoss(ctx context.Context) {
 	now := e.s.Now()
 	l.mu.Lock()
 	l.stopAt = now
+	l.stopWall = time.Now()
 	for _, slot := range rand.Perm(len(e.fleet)) {
 		if len(l.stopped) >= want {
 			break

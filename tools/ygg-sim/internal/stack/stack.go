@@ -39,6 +39,11 @@ type Config struct {
 	Env map[string]string
 	// NoSweeper leaves the sweeper out (leases then never expire).
 	NoSweeper bool
+	// RedisArgs are extra redis-server arguments ("--hash-max-listpack-value", "512").
+	RedisArgs []string
+	// HookURL, when set, starts BinDir/hooks too, delivering runner.offline
+	// and runner.unreachable webhooks there (unsigned, HOOK_CONCURRENCY 50).
+	HookURL string
 }
 
 // Stack is a running controller. Stop ends everything it started.
@@ -67,7 +72,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	if s.redis, err = redistest.StartServer(s.Dir); err != nil {
+	if s.redis, err = redistest.StartServer(s.Dir, cfg.RedisArgs...); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
 	}
 	s.rdb = s.redis.Client()
@@ -108,6 +113,20 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			return nil, err
 		}
 		if err := s.waitHTTP(ctx, "sweeper", "http://127.0.0.1:"+strconv.Itoa(swPort)+"/ready"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HookURL != "" {
+		hkPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		hk := with(common, map[string]string{"PORT": strconv.Itoa(hkPort), "RUNNER_OFFLINE_HOOK": cfg.HookURL,
+			"HOOK_EVENTS": "runner.offline,runner.unreachable", "HOOK_CONCURRENCY": "50"}, cfg.Env)
+		if err := s.spawn("hooks", filepath.Join(cfg.BinDir, "hooks"), hk); err != nil {
+			return nil, err
+		}
+		if err := s.waitHTTP(ctx, "hooks", "http://127.0.0.1:"+strconv.Itoa(hkPort)+"/ready"); err != nil {
 			return nil, err
 		}
 	}
@@ -224,7 +243,7 @@ func (s *Stack) RedisMemory(ctx context.Context) (Memory, error) {
 
 // Stop kills the services, then Redis, and removes a directory it created.
 func (s *Stack) Stop() {
-	for _, name := range []string{"sweeper", "api"} {
+	for _, name := range []string{"hooks", "sweeper", "api"} {
 		if p := s.procs[name]; p != nil {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			select {
