@@ -294,12 +294,12 @@ func TestTrimTaskIndexDropsExpiredTasksOnly(t *testing.T) {
 	}
 	next, total := int64(0), 0
 	for pass := 0; pass < 10; pass++ {
-		n, dropped, err := s.TrimTaskIndex(ctx, next, 2)
+		n, dropped, done, err := s.TrimTaskIndex(ctx, next, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
 		total += dropped
-		if next = n; next == 0 {
+		if next = n; done {
 			break
 		}
 	}

@@ -279,19 +279,21 @@ func (s *Store) listTaskIndex(ctx context.Context, index, cursor string, limit i
 
 // TrimTaskIndex walks the fleet's task index from rank after (0 is the
 // oldest task), at most batch entries, and drops those whose task expired.
-// It returns the rank the next call resumes at: 0 once the end was reached,
-// so repeated calls cycle through the index. The rank (not the score) is the
+// It returns the rank the next call resumes at, and done once the end was
+// reached (next is then 0, so repeated calls cycle through the index; a
+// window whose entries all expired also resumes at its own rank, which is
+// why the end is a flag and not next == 0). The rank (not the score) is the
 // cursor because tasks created in the same millisecond share a score; new
 // tasks are added at the end, so ranks before the cursor only shift by the
 // entries this walk drops, which next accounts for. Each entry is a unique
 // task id that nothing re-adds, so the ZREM needs no script.
-func (s *Store) TrimTaskIndex(ctx context.Context, after int64, batch int) (next int64, dropped int, err error) {
+func (s *Store) TrimTaskIndex(ctx context.Context, after int64, batch int) (next int64, dropped int, done bool, err error) {
 	ids, err := s.rdb.ZRange(ctx, TasksKey(), after, after+int64(batch)-1).Result()
 	if err != nil {
-		return after, 0, fmt.Errorf("store: trim task index: %w", err)
+		return after, 0, false, fmt.Errorf("store: trim task index: %w", err)
 	}
 	if len(ids) == 0 {
-		return 0, 0, nil
+		return 0, 0, true, nil
 	}
 	pipe := s.rdb.Pipeline()
 	exists := make([]*redis.IntCmd, len(ids))
@@ -299,7 +301,7 @@ func (s *Store) TrimTaskIndex(ctx context.Context, after int64, batch int) (next
 		exists[i] = pipe.Exists(ctx, TaskKey(id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return after, 0, fmt.Errorf("store: trim task index: %w", err)
+		return after, 0, false, fmt.Errorf("store: trim task index: %w", err)
 	}
 	var gone []any
 	for i, c := range exists {
@@ -309,13 +311,13 @@ func (s *Store) TrimTaskIndex(ctx context.Context, after int64, batch int) (next
 	}
 	if len(gone) > 0 {
 		if err := s.rdb.ZRem(ctx, TasksKey(), gone...).Err(); err != nil {
-			return after, 0, fmt.Errorf("store: trim task index: %w", err)
+			return after, 0, false, fmt.Errorf("store: trim task index: %w", err)
 		}
 	}
 	if len(ids) < batch {
-		return 0, len(gone), nil
+		return 0, len(gone), true, nil
 	}
-	return after + int64(len(ids)-len(gone)), len(gone), nil
+	return after + int64(len(ids)-len(gone)), len(gone), false, nil
 }
 
 // TaskUpdateParams moves a task. Actor is "runner" or "operator"; a runner's

@@ -80,7 +80,7 @@ func (s *Service) purgeRunners(ctx context.Context) {
 // trimTaskIndex runs one batch of the rolling task index trim from rank at
 // and returns where the next pass resumes.
 func (s *Service) trimTaskIndex(ctx context.Context, at int64) int64 {
-	next, dropped, err := s.st.TrimTaskIndex(ctx, at, s.cfg.SweepBatch)
+	next, dropped, _, err := s.st.TrimTaskIndex(ctx, at, s.cfg.SweepBatch)
 	if err != nil {
 		s.fail(ctx, "trim_task_index", err)
 		return at
