@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -145,6 +147,21 @@ func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	if typ == "" || raw == "" {
 		return wire.Event{}, fmt.Errorf("store: outbox entry %s: missing type or data", msg.ID)
 	}
+	tp, _ := msg.Values["traceparent"].(string)
+	ev := wire.Event{ID: msg.ID, Type: typ, Traceparent: tp}
+	if t := msTime(ts); t != nil {
+		ev.Timestamp = *t
+	}
+	if strings.HasPrefix(typ, "realm.") {
+		// realm_transition.lua and realm_delete.lua write the data in its
+		// wire form ({"realm": {...}}, openapi.yaml's RealmEventData).
+		var b bytes.Buffer
+		if err := json.Compact(&b, []byte(raw)); err != nil || b.Len() == 0 || b.Bytes()[0] != '{' {
+			return wire.Event{}, fmt.Errorf("store: outbox entry %s: realm event data is not a JSON object", msg.ID)
+		}
+		ev.Data = b.Bytes()
+		return ev, nil
+	}
 	var d outboxData
 	if err := json.Unmarshal([]byte(raw), &d); err != nil {
 		return wire.Event{}, fmt.Errorf("store: outbox entry %s: %w", msg.ID, err)
@@ -161,11 +178,7 @@ func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	if err != nil {
 		return wire.Event{}, fmt.Errorf("store: outbox entry %s: %w", msg.ID, err)
 	}
-	tp, _ := msg.Values["traceparent"].(string)
-	ev := wire.Event{ID: msg.ID, Type: typ, Data: body, Traceparent: tp}
-	if t := msTime(ts); t != nil {
-		ev.Timestamp = *t
-	}
+	ev.Data = body
 	return ev, nil
 }
 

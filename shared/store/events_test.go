@@ -96,3 +96,53 @@ func TestTailOutboxFromLastID(t *testing.T) {
 		t.Fatalf("next = %q, want %q", next, got[1].ID)
 	}
 }
+
+// A realm.* event reaches webhook consumers with the data its script wrote
+// (the realm, its states, who changed it), not as an empty runner event.
+func TestDecodeEventKeepsRealmEventData(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, rdb := newStore(t)
+	if err := s.CreateRealm(ctx, store.RealmWrite{Name: "ci"}, "global operator"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TransitionRealm(ctx, "ci", wire.RealmClosed, "global operator"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRealm(ctx, "ci", "global operator"); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := rdb.XRange(ctx, store.OutboxKey(), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type realmData struct {
+		Realm struct {
+			Name, State, PreviousState, StateChangedBy string
+			StateChangedAtMs                           int64
+		}
+		RunnersRemoved *int64
+	}
+	var got []realmData
+	for _, m := range msgs {
+		ev, err := store.DecodeEvent(store.OutboxEntry{ID: m.ID, Values: m.Values})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type != "realm.closed" && ev.Type != "realm.deleted" {
+			continue
+		}
+		var d realmData
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			t.Fatalf("%s: %v", ev.Data, err)
+		}
+		if d.Realm.StateChangedAtMs <= 0 || d.Realm.StateChangedBy != "global operator" || d.Realm.Name != "ci" {
+			t.Errorf("%s data %s: want realm ci changed by the global operator at a time", ev.Type, ev.Data)
+		}
+		got = append(got, d)
+	}
+	if len(got) != 2 || got[0].Realm.State != "closed" || got[0].Realm.PreviousState != "active" ||
+		got[1].Realm.State != "deleted" || got[1].Realm.PreviousState != "closed" || got[1].RunnersRemoved == nil {
+		t.Fatalf("realm events %+v: want closed (from active), then deleted (from closed) with runnersRemoved", got)
+	}
+}

@@ -140,6 +140,10 @@ type contractCheck struct {
 	seen map[string]bool // "METHOD /path/template" and "METHOD /path/template STATUS"
 }
 
+// GET / answers a browser with text/html (a string in openapi.yaml), which
+// kin-openapi has no decoder for: read it as the plain text it is.
+func init() { openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder) }
+
 func newContractCheck(t *testing.T, base string, next http.RoundTripper) *contractCheck {
 	doc := loadContract(t)
 	doc.Servers = openapi3.Servers{{URL: base}}
@@ -202,8 +206,9 @@ func (c *contractCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // TestContractFlow drives a real api through a fleet's life (register,
 // heartbeat, dispatch, long polls, task updates, listings, updates,
-// deregistration) and its refusals (400, 401, 403, 404, 409, 413, 422,
-// 503), and validates every request and answer against openapi.yaml. Every
+// deregistration, a realm's life: create, keys, registration with a realm
+// key, drain, activate, close, delete) and its refusals (400, 401, 403, 404
+// with a realm key's isolation, 409, 413, 422, 429, 503), and validates every request and answer against openapi.yaml. Every
 // api operation of the document must be exercised.
 func TestContractFlow(t *testing.T) {
 	e := start(t, authCfg, func(c *config.API) {
@@ -232,7 +237,11 @@ func TestContractFlow(t *testing.T) {
 		}
 	}
 
-	// probes and the contract itself
+	// the index, probes and the contract itself
+	want(e.do("GET", "/", "", ""), 200, "")
+	if page := want(e.do("GET", "/", "", "", "Accept", "text/html"), 200, ""); !strings.HasPrefix(page.header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET / for a browser: Content-Type %q", page.header.Get("Content-Type"))
+	}
 	want(e.do("GET", "/health", "", ""), 200, "")
 	want(e.do("GET", "/ready", "", ""), 200, "")
 	want(e.do("GET", "/metrics", "", ""), 200, "")
@@ -341,6 +350,127 @@ func TestContractFlow(t *testing.T) {
 	want(e.do("POST", tasks, opKey, body), 409, problem.TypeRunnerOffline)
 	want(e.do("DELETE", "/runners/"+r1.ID, opKey, ""), 204, "")
 	want(e.do("DELETE", "/runners/"+r1.ID, opKey, ""), 404, problem.TypeRunnerNotFound)
+	want(e.do("POST", "/runners/offline", r2.Token, "{}"), 200, "") // MAX_RUNNERS is 2: room for the realm's runners
+
+	// realms: create, keys, registration with a realm key, policies
+	var realm wire.Realm
+	decode(want(e.do("POST", "/realms", opKey, `{"name":"ci","description":"CI runners",`+
+		`"policies":{"leaseTtlMs":20000,"heartbeatIntervalMs":5000,"registerRate":0.001,"registerBurst":1}}`), 201, ""), &realm)
+	if realm.State != wire.RealmActive {
+		t.Fatalf("new realm %+v, want active", realm)
+	}
+	want(e.do("POST", "/realms", opKey, `{"name":"ci"}`), 409, problem.TypeRealmExists)
+	want(e.do("POST", "/realms", opKey, `{"name":"Not_A_Label"}`), 422, problem.TypeValidation)
+	want(e.do("POST", "/realms", opKey, `{"name":"other"}`), 201, "")
+	var opRK, regRK wire.RealmKey
+	decode(want(e.do("POST", "/realms/ci/keys", opKey, `{"name":"ci ops","role":"operator"}`), 201, ""), &opRK)
+	decode(want(e.do("POST", "/realms/ci/keys", opKey, `{"name":"ci runners","role":"register"}`), 201, ""), &regRK)
+	want(e.do("POST", "/realms/ci/keys", opKey, `{"name":"x","role":"root"}`), 422, problem.TypeValidation)
+	want(e.do("POST", "/realms/nowhere/keys", opKey, `{"name":"x","role":"operator"}`), 404, problem.TypeRealmNotFound)
+	var rr wire.RegisterRunnerResponse
+	decode(want(e.do("POST", "/runners/register", regRK.Key, `{"name":"ci-1","version":"1.2.3","realm":"ci"}`), 201, ""), &rr)
+	if rr.Realm != "ci" || rr.LeaseTTLMs != 20000 || rr.HeartbeatIntervalMs != 5000 {
+		t.Errorf("registered into ci: realm %q, lease %d ms, interval %d ms; want ci, 20000, 5000", rr.Realm, rr.LeaseTTLMs, rr.HeartbeatIntervalMs)
+	}
+	// the bucket (burst 1, a token every 1000 s) is empty now
+	limited := want(e.do("POST", "/runners/register", regRK.Key, `{"name":"ci-2","version":"1.2.3"}`), 429, problem.TypeRegisterRateLimited)
+	if limited.header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	want(e.do("POST", "/runners/register", regRK.Key, `{"name":"ci-2","version":"1.2.3","realm":"other"}`), 404, problem.TypeRealmNotFound)
+
+	// listings and reads, and a realm key's 404 on another realm
+	var rl wire.RealmList
+	decode(want(e.do("GET", "/realms?limit=1", opKey, ""), 200, ""), &rl)
+	if len(rl.Realms) != 1 || rl.NextCursor == "" {
+		t.Fatalf("realms, limit 1: %+v", rl)
+	}
+	want(e.do("GET", "/realms?cursor="+rl.NextCursor, opKey, ""), 200, "")
+	decode(want(e.do("GET", "/realms", opRK.Key, ""), 200, ""), &rl)
+	if len(rl.Realms) != 1 || rl.Realms[0].Name != "ci" {
+		t.Errorf("a realm operator key lists %+v, want ci alone", rl.Realms)
+	}
+	decode(want(e.do("GET", "/realms/ci", opRK.Key, ""), 200, ""), &realm)
+	if realm.Runners["online"] != 1 {
+		t.Errorf("realm ci counts %v, want one online runner", realm.Runners)
+	}
+	want(e.do("GET", "/realms/other", opRK.Key, ""), 404, problem.TypeRealmNotFound)
+	want(e.do("GET", "/realms/ci", regRK.Key, ""), 403, problem.TypeForbidden)
+	want(e.do("GET", "/realms/other/keys", regRK.Key, ""), 404, problem.TypeRealmNotFound)
+	want(e.do("GET", "/runners?realm=other", opRK.Key, ""), 404, problem.TypeRealmNotFound)
+	want(e.do("GET", "/runners?realm=ci", opRK.Key, ""), 200, "")
+	want(e.do("GET", "/tasks?realm=ci", opRK.Key, ""), 200, "")
+	want(e.do("GET", "/admission?realm=ci", opRK.Key, ""), 200, "")
+	want(e.do("POST", "/version-check/1.2.3?realm=ci", apiKey, ""), 200, "")
+	want(e.do("POST", "/version-check/1.2.3?realm=Bad_Name", apiKey, ""), 422, problem.TypeValidation)
+	want(e.do("GET", "/runners/"+rr.ID, opRK.Key, ""), 200, "")
+	want(e.do("GET", "/runners/"+r2.ID, opRK.Key, ""), 404, problem.TypeRunnerNotFound)
+	var kl wire.RealmKeyList
+	decode(want(e.do("GET", "/realms/ci/keys", opRK.Key, ""), 200, ""), &kl)
+	if len(kl.Keys) != 2 || kl.Keys[0].Key != "" || kl.Keys[1].Key != "" {
+		t.Errorf("realm keys %+v: want two, without their material", kl.Keys)
+	}
+	want(e.do("PATCH", "/realms/ci", opRK.Key, `{"policies":{"webhookUrls":["https://127.0.0.1:9/ci"]}}`), 200, "")
+	want(e.do("PATCH", "/realms/ci", opRK.Key, `{"policies":{"maxRunners":5}}`), 403, problem.TypeForbidden)
+	want(e.do("PATCH", "/realms/ci", opKey, `{"description":"CI","policies":{"registerRate":null,"maxRunners":5}}`), 200, "")
+	want(e.do("PATCH", "/realms/ci", opKey, `{"policies":{"leaseTtlMs":1}}`), 422, problem.TypeValidation)
+
+	// the lifecycle: drain, activate, close, delete
+	dispatchCI := "/runners/" + rr.ID + "/tasks"
+	rhb := mustJSON(wire.HeartbeatPayload{LeaseEpoch: rr.LeaseEpoch})
+	want(e.do("POST", "/realms/ci/drain", opRK.Key, ""), 200, "")
+	want(e.do("POST", "/realms/ci/drain", opRK.Key, ""), 409, problem.TypeRealmTransition)
+	decode(want(e.do("POST", "/runners/heartbeat", rr.Token, rhb), 200, ""), &hb)
+	if !hb.Drain || hb.Deregister {
+		t.Errorf("heartbeat in a draining realm: drain %v, deregister %v; want true, false", hb.Drain, hb.Deregister)
+	}
+	want(e.do("POST", dispatchCI, opRK.Key, body), 409, problem.TypeRealmDraining)
+	want(e.do("POST", "/runners/register", opKey, `{"name":"ci-3","version":"1","realm":"ci"}`), 409, problem.TypeRealmDraining)
+	want(e.do("POST", "/realms/ci/activate", opRK.Key, ""), 200, "")
+	want(e.do("POST", "/realms/ci/activate", opRK.Key, ""), 409, problem.TypeRealmTransition)
+	want(e.do("POST", dispatchCI, opRK.Key, body), 201, "")
+	want(e.do("DELETE", "/realms/ci", opKey, ""), 409, problem.TypeRealmTransition)
+	want(e.do("POST", "/realms/ci/close", opRK.Key, ""), 200, "")
+	decode(want(e.do("POST", "/runners/heartbeat", rr.Token, rhb), 200, ""), &hb)
+	if !hb.Deregister {
+		t.Error("heartbeat in a closed realm without deregister")
+	}
+	want(e.do("POST", dispatchCI, opRK.Key, body), 409, problem.TypeRealmClosed)
+	want(e.do("DELETE", "/realms/ci", opRK.Key, ""), 403, problem.TypeForbidden)
+	want(e.do("DELETE", "/realms/ci", opKey, ""), 409, problem.TypeRealmHasLiveRunners)
+	want(e.do("DELETE", "/realms/default", opKey, ""), 409, problem.TypeDefaultRealm)
+	want(e.do("POST", "/runners/offline", rr.Token, `{"reason":"realm closed"}`), 200, "")
+	want(e.do("DELETE", "/realms/ci/keys/"+regRK.ID, opRK.Key, ""), 204, "")
+	want(e.do("DELETE", "/realms/ci/keys/"+regRK.ID, opRK.Key, ""), 404, problem.TypeRealmKeyNotFound)
+	want(e.do("DELETE", "/realms/ci", opKey, ""), 204, "")
+	want(e.do("GET", "/realms/ci", opKey, ""), 404, problem.TypeRealmNotFound)
+
+	// Every event the flow wrote (runner.* and realm.*) is the webhook body
+	// the contract describes.
+	msgs, err := e.rdb.XRange(context.Background(), store.OutboxKey(), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventSchema := loadContract(t).Components.Schemas["Event"].Value
+	types := map[string]bool{}
+	for _, m := range msgs {
+		ev, err := store.DecodeEvent(store.OutboxEntry{ID: m.ID, Values: m.Values})
+		if err != nil {
+			t.Fatal(err)
+		}
+		types[ev.Type] = true
+		b, _ := json.Marshal(ev)
+		var v any
+		_ = json.Unmarshal(b, &v)
+		if err := eventSchema.VisitJSON(v); err != nil {
+			t.Errorf("the %s event breaks openapi.yaml's Event: %v\nbody: %s", ev.Type, err, b)
+		}
+	}
+	for _, typ := range []string{wire.EventRunnerRegistered, wire.EventRunnerOffline, "realm.draining", "realm.active", "realm.closed", "realm.deleted"} {
+		if !types[typ] {
+			t.Errorf("the flow wrote no %s event (it wrote %v)", typ, types)
+		}
+	}
 
 	// Every api operation of the contract was exercised.
 	for _, op := range contractRoutes(loadContract(t), "api") {

@@ -174,6 +174,9 @@ var wireSchemas = map[string]any{
 	"VersionCheckResponse": wire.VersionCheckResponse{}, "AdmissionState": wire.AdmissionState{}, "Problem": wire.Problem{},
 	"Event": wire.Event{}, "EventRunner": wire.EventRunner{}, "RunnerEventData": wire.RunnerEventData{},
 	"ArchivedDelivery": wire.ArchivedDelivery{}, "ArchivedList": wire.ArchivedList{},
+	"RealmPolicies": wire.RealmPolicies{}, "Realm": wire.Realm{}, "CreateRealmPayload": wire.CreateRealmPayload{},
+	"PatchRealmPayload": wire.PatchRealmPayload{}, "RealmList": wire.RealmList{},
+	"IssueRealmKeyPayload": wire.IssueRealmKeyPayload{}, "RealmKey": wire.RealmKey{}, "RealmKeyList": wire.RealmKeyList{},
 }
 
 // jsonFields lists the JSON names of t's fields, embedded structs flattened.
