@@ -97,10 +97,10 @@ func dial(cfg config.Redis, tune func(*tuning)) (*Conn, error) {
 			Password:         cfg.Password,
 			TLSConfig:        tl,
 			DialTimeout:      tn.dialTimeout,
-			DialerRetries:    dialAttempts,
 			MaxRetries:       tn.maxRetries,
-			MinRetryBackoff:  minRetryBackoff,
-			MaxRetryBackoff:  maxRetryBackoff,
+			// DialerRetries and the retry backoffs stay go-redis's: with a
+			// single dial attempt the failover client's pub/sub never
+			// reached the promoted replica (the e2e Sentinel test caught it).
 		}
 		c.rdb = redis.NewFailoverClient(fo)
 	} else {
