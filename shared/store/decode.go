@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/yggdrasil-cp/yggdrasil/shared/wire"
@@ -145,6 +146,24 @@ func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	if typ == "" || raw == "" {
 		return wire.Event{}, fmt.Errorf("store: outbox entry %s: missing type or data", msg.ID)
 	}
+	tp, _ := msg.Values["traceparent"].(string)
+	if strings.HasPrefix(typ, "realm.") {
+		// realm_transition.lua and realm_delete.lua write the webhook's
+		// data as it is delivered: {"realm": {"name", "state", ...}}.
+		var d struct {
+			Realm *struct {
+				Name string `json:"name"`
+			} `json:"realm"`
+		}
+		if err := json.Unmarshal([]byte(raw), &d); err != nil || d.Realm == nil || d.Realm.Name == "" {
+			return wire.Event{}, fmt.Errorf("store: outbox entry %s: realm event without a realm name", msg.ID)
+		}
+		ev := wire.Event{ID: msg.ID, Type: typ, Data: json.RawMessage(raw), Traceparent: tp}
+		if t := msTime(ts); t != nil {
+			ev.Timestamp = *t
+		}
+		return ev, nil
+	}
 	var d outboxData
 	if err := json.Unmarshal([]byte(raw), &d); err != nil {
 		return wire.Event{}, fmt.Errorf("store: outbox entry %s: %w", msg.ID, err)
@@ -161,7 +180,6 @@ func DecodeEvent(msg OutboxEntry) (wire.Event, error) {
 	if err != nil {
 		return wire.Event{}, fmt.Errorf("store: outbox entry %s: %w", msg.ID, err)
 	}
-	tp, _ := msg.Values["traceparent"].(string)
 	ev := wire.Event{ID: msg.ID, Type: typ, Data: body, Traceparent: tp}
 	if t := msTime(ts); t != nil {
 		ev.Timestamp = *t
