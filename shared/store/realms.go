@@ -323,6 +323,7 @@ func (s *Store) DeleteRealm(ctx context.Context, name, by string) error {
 	keys := []string{
 		RealmRecordKey(name), RealmsKey(), RealmIndexKey(name), RealmLiveKey(name), RealmKeysKey(name), OutboxKey(),
 		RunnersKey(), StatusIndexKey(string(wire.RunnerOffline)), OfflineSinceKey(), RealmBucketKey(name),
+		RealmRecentExpiriesKey(name), RealmQuarantineKey(name), RealmQuarantineStateKey(name), QuarantinedRealmsKey(),
 	}
 	res, err := realmDeleteScript.Run(ctx, s.rdb, keys, name, by, runnerKeyPrefix, RealmKeyRecordPrefix).Slice()
 	if err != nil {

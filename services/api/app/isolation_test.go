@@ -50,6 +50,7 @@ func TestRealmKeyAnswered404OnEveryRouteOfAnotherRealm(t *testing.T) {
 
 	z, rid, tid := "zeta-secret", theirs.ID, task.ID
 	cases := map[string]isolationCase{
+		"GET /":        {"/", "", 200, 200, "public: the index of links", true},
 		"GET /health":  {"/health", "", 200, 200, "public", true},
 		"GET /ready":   {"/ready", "", 200, 200, "public", true},
 		"GET /metrics": {"/metrics", "", 200, 200, "public: the infrastructure's, guarded by METRICS_TOKEN", true},
