@@ -60,6 +60,18 @@ func TestMassExpiryInOneRealmQuarantinesThatRealmOnly(t *testing.T) {
 		t.Fatalf("red's state %+v, %v", st, err)
 	}
 
+	// the per-realm counts (the api's realm_runners gauge) see red unreachable
+	counts, err := s.RealmRunnerCounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts := []store.RealmRunnerCount{
+		{Realm: "blue", Online: 14}, {Realm: "default"}, {Realm: "green", Online: 3}, {Realm: "red", Unreachable: 6},
+	}
+	if d := cmp.Diff(wantCounts, counts); d != "" {
+		t.Errorf("realm runner counts (-want +got):\n%s", d)
+	}
+
 	// blue keeps expiring one by one, each with its offline transition
 	for _, id := range blue[:3] {
 		endLeases(t, rdb, []string{id})
@@ -82,6 +94,15 @@ func TestMassExpiryInOneRealmQuarantinesThatRealmOnly(t *testing.T) {
 		t.Fatalf("green, massExpiryPercent 100: %+v %v, want every one expiring", d, err)
 	}
 	s.ExpireLeases(ctx, d.Expire)
+	if counts, err = s.RealmRunnerCounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantCounts = []store.RealmRunnerCount{
+		{Realm: "blue", Online: 11, Offline: 3}, {Realm: "default"}, {Realm: "green", Offline: 3}, {Realm: "red", Unreachable: 6},
+	}
+	if d := cmp.Diff(wantCounts, counts); d != "" {
+		t.Errorf("realm runner counts after the expiries (-want +got):\n%s", d)
+	}
 
 	events := map[string][]string{}
 	msgs, err := rdb.XRange(ctx, store.OutboxKey(), "-", "+").Result()
