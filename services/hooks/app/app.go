@@ -67,7 +67,7 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 		log.Warn("hooks: INSECURE CONFIGURATION: " + w)
 	}
 	if len(cfg.HookURLs) == 0 {
-		log.Warn("hooks: RUNNER_OFFLINE_HOOK is empty: events are drained from the outbox and not delivered")
+		log.Warn("hooks: RUNNER_OFFLINE_HOOK is empty: events go only to the realms' own webhookUrls; the rest are drained from the outbox")
 	} else if !signer.Enabled() {
 		log.Warn("hooks: RUNNER_OFFLINE_HOOK_SECRET is empty: webhooks are sent unsigned (refused in production)")
 	}
