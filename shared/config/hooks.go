@@ -153,6 +153,7 @@ func DecodeHookSecret(s string) ([]byte, error) {
 var hookEventTypes = map[string]bool{
 	"*": true, wire.EventRunnerOffline: true, wire.EventRunnerRegistered: true,
 	wire.EventRunnerUnreachable: true, wire.EventRunnerRecovered: true,
+	wire.EventRealmDraining: true, wire.EventRealmActive: true, wire.EventRealmClosed: true, wire.EventRealmDeleted: true,
 }
 
 // Validate reports every invalid value at once.

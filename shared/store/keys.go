@@ -144,6 +144,7 @@ func OutboxKey() string { return prefix + "outbox" }
 
 // StatsKey holds fleet-wide counters. HASH: tasks_dispatched,
 // tasks_completed:<status>, transitions:<reason>, quarantine_entries,
+// realm_quarantine_entries, realm_quarantine_exits:<reason>,
 // quarantine_exits:<reason>, outage_grants, outage_leases_rearmed.
 func StatsKey() string { return prefix + "stats" }
 
@@ -159,6 +160,33 @@ func QuarantineStateKey() string { return prefix + "quarantine:state" }
 // RecentExpiriesKey records recent lease expiries for correlated-loss
 // detection. ZSET: member runner id, score expiry time in ms.
 func RecentExpiriesKey() string { return prefix + "expiries:recent" }
+
+// RealmRecentExpiriesKey records one realm's recent lease expiries, for the
+// per-realm mass_expiry rule. ZSET: member runner id, score expiry time in
+// ms (a TTL of one window).
+func RealmRecentExpiriesKey(realm string) string { return RealmRecentExpiriesPrefix + realm }
+
+// RealmRecentExpiriesPrefix is what every RealmRecentExpiriesKey starts with.
+const RealmRecentExpiriesPrefix = prefix + "realmexpiries:"
+
+// RealmQuarantineKey holds the runners a realm's own quarantine made
+// unreachable. ZSET: member runner id, score time quarantined in ms.
+func RealmQuarantineKey(realm string) string { return RealmQuarantinePrefix + realm }
+
+// RealmQuarantinePrefix is what every RealmQuarantineKey starts with.
+const RealmQuarantinePrefix = prefix + "realmquarantine:"
+
+// RealmQuarantineStateKey is one realm's correlated-loss state. HASH: as
+// QuarantineStateKey (active, since, reason, rule, count, exitedAt,
+// exitReason).
+func RealmQuarantineStateKey(realm string) string { return RealmQuarantineStatePrefix + realm }
+
+// RealmQuarantineStatePrefix is what every RealmQuarantineStateKey starts with.
+const RealmQuarantineStatePrefix = prefix + "realmqstate:"
+
+// QuarantinedRealmsKey lists the realms whose own quarantine is active or
+// still holds runners. ZSET: member realm name, score since (ms).
+func QuarantinedRealmsKey() string { return prefix + "quarantinedrealms" }
 
 // DispatchChannel is the pub/sub channel on which a dispatch announces the
 // runner id, waking long polls on every API replica.

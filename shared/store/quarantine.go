@@ -61,6 +61,11 @@ type SweepDecision struct {
 	// GraceDue says an outage window waits for its failover grace: the gate
 	// decided nothing; call GrantOutageGrace, then sweep again.
 	GraceDue bool
+	// RealmsEntered lists the realms whose own quarantine this call switched
+	// on (the per-realm mass_expiry rule); RealmQuarantined the runners it
+	// moved to unreachable under a realm's quarantine (also in Quarantined).
+	RealmsEntered    []string
+	RealmQuarantined []string
 }
 
 // quarantine_gate.lua's first reply element: 1 when this call entered the
@@ -82,28 +87,33 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 	keys := []string{
 		LeaseDeadlinesKey(), StatusIndexKey(string(wire.RunnerOnline)), StatusIndexKey(string(wire.RunnerUnreachable)),
 		QuarantineKey(), QuarantineStateKey(), RecentExpiriesKey(), OutboxKey(), StatsKey(), OutagesPendingKey(),
+		QuarantinedRealmsKey(),
 	}
 	res, err := quarantineGateScript.Run(ctx, s.rdb, keys,
 		runnerKeyPrefix, LeaseKeyPrefix, p.Window.Milliseconds(), p.Percent, p.Min, limit,
-		p.SilentAfter.Milliseconds()).Slice()
+		p.SilentAfter.Milliseconds(), RealmRecordPrefix, RealmLivePrefix, RealmRecentExpiriesPrefix,
+		RealmQuarantinePrefix, RealmQuarantineStatePrefix).Slice()
 	if err != nil {
 		return SweepDecision{}, fmt.Errorf("store: sweep gate: %w", err)
 	}
-	if len(res) < 11 {
+	if len(res) < 13 {
 		return SweepDecision{}, fmt.Errorf("store: sweep gate: %w", errUnexpectedResponse)
 	}
+	realmQ := toStrings(res[12])
 	return SweepDecision{
-		Entered:     scriptCode(res) == gateEntered,
-		Now:         time.UnixMilli(toInt(res[1])).UTC(),
-		Expire:      toStrings(res[2]),
-		Quarantined: toStrings(res[3]),
-		Lost:        toInt(res[4]),
-		Base:        toInt(res[5]),
-		NextDue:     time.Duration(toInt(res[6])) * time.Millisecond,
-		Rule:        toString(res[7]),
-		Silent:      toInt(res[8]),
-		Population:  toInt(res[9]),
-		GraceDue:    toInt(res[10]) == gateGraceDue,
+		RealmsEntered:    toStrings(res[11]),
+		RealmQuarantined: realmQ,
+		Entered:          scriptCode(res) == gateEntered,
+		Now:              time.UnixMilli(toInt(res[1])).UTC(),
+		Expire:           toStrings(res[2]),
+		Quarantined:      append(toStrings(res[3]), realmQ...),
+		Lost:             toInt(res[4]),
+		Base:             toInt(res[5]),
+		NextDue:          time.Duration(toInt(res[6])) * time.Millisecond,
+		Rule:             toString(res[7]),
+		Silent:           toInt(res[8]),
+		Population:       toInt(res[9]),
+		GraceDue:         toInt(res[10]) == gateGraceDue,
 	}, nil
 }
 
@@ -111,7 +121,102 @@ func (s *Store) SweepDue(ctx context.Context, limit int, p MassExpiryPolicy) (Sw
 // ones whose transition found the lease alive (a heartbeat won the race), so
 // that they do not count towards a correlated loss.
 func (s *Store) ForgetExpiries(ctx context.Context, ids []string) error {
-	return s.zrem(ctx, RecentExpiriesKey(), ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(ids)+2)
+	args = append(args, runnerKeyPrefix, RealmRecentExpiriesPrefix)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	if err := forgetExpiriesScript.Run(ctx, s.rdb, []string{RecentExpiriesKey()}, args...).Err(); err != nil {
+		return fmt.Errorf("store: forget expiries: %w", err)
+	}
+	return nil
+}
+
+// RealmQuarantineStep is what realm_quarantine_step.lua did for one realm.
+type RealmQuarantineStep struct {
+	Realm string
+	// Ended is true when this call ended the realm's quarantine, by Reason
+	// (recovered, operator, hold_expired).
+	Ended  bool
+	Reason string
+	// Active says the realm's quarantine still holds.
+	Active bool
+	// Remaining is how many of its runners are still quarantined: once it
+	// is over, they go through the offline transition (ExpireLeases, then
+	// DropRealmQuarantined).
+	Remaining int64
+	Since, At time.Time
+}
+
+// realm_quarantine_step.lua's first reply element: 1 when it ended the
+// quarantine; its second: 1 while it is active.
+const (
+	realmStepEnded  = 1
+	realmStepActive = 1
+)
+
+// QuarantinedRealms lists the realms whose own quarantine is active or
+// still holds runners (bounded by the number of realms).
+func (s *Store) QuarantinedRealms(ctx context.Context) ([]string, error) {
+	r, err := s.rdb.ZRange(ctx, QuarantinedRealmsKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: quarantined realms: %w", err)
+	}
+	return r, nil
+}
+
+// StepRealmQuarantine advances realm's own quarantine: drops the runners
+// that came back, ends it when all did, when hold passed or at once when
+// confirm is set, and forgets the realm once nothing is left. Safe on every
+// replica at once: only one gets Ended.
+func (s *Store) StepRealmQuarantine(ctx context.Context, realm string, hold time.Duration, confirm bool, limit int) (RealmQuarantineStep, error) {
+	c := "0"
+	if confirm {
+		c = "1"
+	}
+	res, err := realmQuarantineStep.Run(ctx, s.rdb,
+		[]string{RealmQuarantineStateKey(realm), RealmQuarantineKey(realm), QuarantinedRealmsKey(), StatsKey()},
+		hold.Milliseconds(), c, runnerKeyPrefix, realm, limit).Slice()
+	if err != nil {
+		return RealmQuarantineStep{}, fmt.Errorf("store: realm %s quarantine: %w", realm, err)
+	}
+	if len(res) < 6 {
+		return RealmQuarantineStep{}, fmt.Errorf("store: realm %s quarantine: %w", realm, errUnexpectedResponse)
+	}
+	return RealmQuarantineStep{
+		Realm: realm, Ended: scriptCode(res) == realmStepEnded, Active: toInt(res[1]) == realmStepActive,
+		Remaining: toInt(res[2]), Reason: toString(res[3]),
+		Since: time.UnixMilli(toInt(res[4])).UTC(), At: time.UnixMilli(toInt(res[5])).UTC(),
+	}, nil
+}
+
+// RealmQuarantinedIDs returns up to limit of realm's quarantined runners.
+func (s *Store) RealmQuarantinedIDs(ctx context.Context, realm string, limit int) ([]string, error) {
+	ids, err := s.rdb.ZRange(ctx, RealmQuarantineKey(realm), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: realm %s quarantined ids: %w", realm, err)
+	}
+	return ids, nil
+}
+
+// DropRealmQuarantined removes runners the release took offline (or found
+// gone) from realm's quarantine zset.
+func (s *Store) DropRealmQuarantined(ctx context.Context, realm string, ids []string) error {
+	return s.zrem(ctx, RealmQuarantineKey(realm), ids)
+}
+
+// GetRealmQuarantineState reads one realm's own correlated-loss state.
+func (s *Store) GetRealmQuarantineState(ctx context.Context, realm string) (QuarantineState, error) {
+	pipe := s.rdb.Pipeline()
+	h := pipe.HGetAll(ctx, RealmQuarantineStateKey(realm))
+	n := pipe.ZCard(ctx, RealmQuarantineKey(realm))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return QuarantineState{}, fmt.Errorf("store: realm %s quarantine state: %w", realm, err)
+	}
+	return decodeQuarantineState(h.Val(), n.Val()), nil
 }
 
 // DropQuarantined removes stale entries (runners already offline or gone)
@@ -158,8 +263,11 @@ func (s *Store) GetQuarantineState(ctx context.Context) (QuarantineState, error)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return QuarantineState{}, fmt.Errorf("store: quarantine state: %w", err)
 	}
-	m := h.Val()
-	st := QuarantineState{Active: m["active"] == "1", Reason: m["reason"], Rule: m["rule"], ExitReason: m["exitReason"], Quarantined: n.Val()}
+	return decodeQuarantineState(h.Val(), n.Val()), nil
+}
+
+func decodeQuarantineState(m map[string]string, quarantined int64) QuarantineState {
+	st := QuarantineState{Active: m["active"] == "1", Reason: m["reason"], Rule: m["rule"], ExitReason: m["exitReason"], Quarantined: quarantined}
 	st.Count, _ = strconv.ParseInt(m["count"], 10, 64)
 	if ms, err := strconv.ParseInt(m["since"], 10, 64); err == nil {
 		st.Since = time.UnixMilli(ms).UTC()
@@ -167,7 +275,7 @@ func (s *Store) GetQuarantineState(ctx context.Context) (QuarantineState, error)
 	if ms, err := strconv.ParseInt(m["exitedAt"], 10, 64); err == nil {
 		st.ExitedAt = time.UnixMilli(ms).UTC()
 	}
-	return st, nil
+	return st
 }
 
 // QuarantineExit describes a quarantine that just ended.

@@ -323,6 +323,7 @@ func (s *Store) DeleteRealm(ctx context.Context, name, by string) error {
 	keys := []string{
 		RealmRecordKey(name), RealmsKey(), RealmIndexKey(name), RealmLiveKey(name), RealmKeysKey(name), OutboxKey(),
 		RunnersKey(), StatusIndexKey(string(wire.RunnerOffline)), OfflineSinceKey(), RealmBucketKey(name),
+		RealmRecentExpiriesKey(name), RealmQuarantineKey(name), RealmQuarantineStateKey(name), QuarantinedRealmsKey(),
 	}
 	res, err := realmDeleteScript.Run(ctx, s.rdb, keys, name, by, runnerKeyPrefix, RealmKeyRecordPrefix).Slice()
 	if err != nil {
@@ -474,4 +475,67 @@ func (s *Store) RealmLiveCount(ctx context.Context, realm string) (int64, error)
 		return 0, fmt.Errorf("store: live runners of %s: %w", realm, err)
 	}
 	return n, nil
+}
+
+// MaxMetricRealms bounds how many realms RealmRunnerCounts reads (in name
+// order), and so the realm label's values in the api's metrics.
+const MaxMetricRealms = 1000
+
+// maxUnreachableScan bounds how many unreachable runners RealmRunnerCounts
+// reads the realm of.
+const maxUnreachableScan = 10000
+
+// RealmRunnerCount is one realm's runners by status.
+type RealmRunnerCount struct {
+	Realm                        string
+	Online, Offline, Unreachable int64
+}
+
+// RealmRunnerCounts counts every realm's runners (up to MaxMetricRealms
+// realms) by status with two pipelined reads: each realm's index (every
+// status) and live set (online or unreachable), and the realm of each
+// unreachable runner (normally none: they are the quarantined ones).
+func (s *Store) RealmRunnerCounts(ctx context.Context) ([]RealmRunnerCount, error) {
+	if err := s.EnsureDefaultRealm(ctx); err != nil {
+		return nil, err
+	}
+	names, err := s.rdb.ZRange(ctx, RealmsKey(), 0, MaxMetricRealms-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("store: realm runner counts: %w", err)
+	}
+	pipe := s.rdb.Pipeline()
+	all := make([]*redis.IntCmd, len(names))
+	live := make([]*redis.IntCmd, len(names))
+	for i, n := range names {
+		all[i] = pipe.ZCard(ctx, RealmIndexKey(n))
+		live[i] = pipe.ZCard(ctx, RealmLiveKey(n))
+	}
+	unr := pipe.ZRange(ctx, StatusIndexKey(string(wire.RunnerUnreachable)), 0, maxUnreachableScan-1)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("store: realm runner counts: %w", err)
+	}
+	unreachable := map[string]int64{}
+	if ids := unr.Val(); len(ids) > 0 {
+		pipe := s.rdb.Pipeline()
+		realms := make([]*redis.StringCmd, len(ids))
+		for i, id := range ids {
+			realms[i] = pipe.HGet(ctx, RunnerKey(id), "realm")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("store: realm runner counts: %w", err)
+		}
+		for _, r := range realms {
+			name := r.Val()
+			if name == "" {
+				name = wire.DefaultRealm
+			}
+			unreachable[name]++
+		}
+	}
+	out := make([]RealmRunnerCount, len(names))
+	for i, n := range names {
+		l, u := live[i].Val(), unreachable[n]
+		out[i] = RealmRunnerCount{Realm: n, Online: max(l-u, 0), Unreachable: u, Offline: max(all[i].Val()-l, 0)}
+	}
+	return out, nil
 }

@@ -30,6 +30,8 @@ var (
 
 	quarantineGateScript = loadScript("quarantine_gate.lua")
 	quarantineExitScript = loadScript("quarantine_exit.lua")
+	forgetExpiriesScript = loadScript("forget_expiries.lua")
+	realmQuarantineStep  = loadScript("realm_quarantine_step.lua")
 	taskTimeoutScript    = loadScript("task_timeout.lua")
 	runnerPurgeScript    = loadScript("runner_purge.lua")
 	backfillScript       = loadScript("offline_since_backfill.lua")

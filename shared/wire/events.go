@@ -11,6 +11,12 @@ const (
 	EventRunnerOffline     = "runner.offline"
 	EventRunnerUnreachable = "runner.unreachable"
 	EventRunnerRecovered   = "runner.recovered"
+	// realm.<state>: a realm's lifecycle transition (realm_transition.lua,
+	// realm_delete.lua); data {"realm": {"name", "state", ...}}.
+	EventRealmDraining = "realm.draining"
+	EventRealmActive   = "realm.active"
+	EventRealmClosed   = "realm.closed"
+	EventRealmDeleted  = "realm.deleted"
 )
 
 // Offline reasons.

@@ -155,3 +155,27 @@ func TestHeartbeatStartedAtIsValidated(t *testing.T) {
 		t.Errorf("GetRunner startedAt = %v (%v), want %v", got.StartedAt, err, now)
 	}
 }
+
+// TestRealmRunnersGauge: realm_runners carries each realm's runners by
+// status, one series per realm and status, for every realm (an empty one
+// too), and follows a runner going offline.
+func TestRealmRunnersGauge(t *testing.T) {
+	ctx := context.Background()
+	e := start(t, authCfg, func(c *config.API) { c.MetricsPrefix = "ygt_" })
+	e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "red-1", Realm: "red"})
+	gone := e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "red-2", Realm: "red"})
+	e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: "blue-1", Realm: "blue"})
+	if _, err := e.client(gone.Token).Offline(ctx, wire.OfflinePayload{RunnerID: "red-2"}); err != nil {
+		t.Fatal(err)
+	}
+	body := string(e.do("GET", "/metrics", "", "").body)
+	for _, want := range []string{
+		`ygt_realm_runners{realm="red",status="online"} 1`, `ygt_realm_runners{realm="red",status="offline"} 1`,
+		`ygt_realm_runners{realm="red",status="unreachable"} 0`, `ygt_realm_runners{realm="blue",status="online"} 1`,
+		`ygt_realm_runners{realm="blue",status="offline"} 0`, `ygt_realm_runners{realm="default",status="online"} 0`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

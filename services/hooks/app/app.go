@@ -34,6 +34,10 @@ import (
 // ConsumerGroup is the outbox consumer group every hooks process joins.
 const ConsumerGroup = "hooks"
 
+// RealmHooksCacheTTL is how long a realm's webhookUrls and secret are kept
+// in process: a change of them reaches new events and attempts within it.
+const RealmHooksCacheTTL = 5 * time.Second
+
 // options are test seams; Run uses the zero value.
 type options struct {
 	listener  net.Listener             // serve here instead of :PORT
@@ -63,7 +67,7 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 		log.Warn("hooks: INSECURE CONFIGURATION: " + w)
 	}
 	if len(cfg.HookURLs) == 0 {
-		log.Warn("hooks: RUNNER_OFFLINE_HOOK is empty: events are drained from the outbox and not delivered")
+		log.Warn("hooks: RUNNER_OFFLINE_HOOK is empty: events go only to the realms' own webhookUrls; the rest are drained from the outbox")
 	} else if !signer.Enabled() {
 		log.Warn("hooks: RUNNER_OFFLINE_HOOK_SECRET is empty: webhooks are sent unsigned (refused in production)")
 	}
@@ -104,13 +108,18 @@ func run(ctx context.Context, cfg config.Hooks, conn *store.Conn, log *slog.Logg
 			healthMu.Unlock()
 		},
 	})
-	handler := delivery.NewHandler(signer, cfg.HookTimeout(), cfg.HookConcurrency, m, log)
+	// Each realm's own webhookUrls and secret (its policies), read from the
+	// store and kept for RealmHooksCacheTTL by the relay and the handler.
+	st := store.New(conn, store.Options{})
+	realms := delivery.NewRealmCache(st.GetRealmHooks, RealmHooksCacheTTL)
+	handler := delivery.NewHandler(signer, cfg.HookTimeout(), cfg.HookConcurrency, m, log,
+		delivery.WithRealms(realms, cfg.Production()))
 	defer handler.Close()
 	mux := asynq.NewServeMux()
 	mux.Handle(delivery.TaskType, handler)
 
 	rl := relay.New(relay.Config{
-		URLs: cfg.HookURLs, Delivers: cfg.DeliversEvent, MaxRetry: cfg.HookMaxRetries,
+		URLs: cfg.HookURLs, Realms: realms, Delivers: cfg.DeliversEvent, MaxRetry: cfg.HookMaxRetries,
 		Timeout: cfg.HookTimeout(), Retention: cfg.HookDedupRetention(), ClaimIdle: cfg.HookClaimIdle(),
 		Batch: cfg.RelayBatch, Block: cfg.RelayBlock, BeforeAck: opt.beforeAck,
 	}, outbox, client, m, log)

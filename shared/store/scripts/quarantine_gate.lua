@@ -29,10 +29,25 @@
 -- KEYS[3] status:unreachable zset  KEYS[4] quarantine zset
 -- KEYS[5] quarantine state hash    KEYS[6] recent expiries zset
 -- KEYS[7] outbox stream            KEYS[8] stats hash
--- KEYS[9] outages:pending zset
+-- KEYS[9] outages:pending zset     KEYS[10] quarantined realms zset
 -- ARGV[1] runner key prefix   ARGV[2] lease key prefix   ARGV[3] window ms (one lease TTL)
 -- ARGV[4] percent (100 = never)   ARGV[5] minimum count   ARGV[6] scan limit
 -- ARGV[7] silent-after ms (0 = the fleet_silent rule is off)
+-- ARGV[8] realm record prefix   ARGV[9] realm live prefix
+-- ARGV[10] realm recent-expiries prefix   ARGV[11] realm quarantine zset prefix
+-- ARGV[12] realm quarantine state prefix
+--
+-- Per realm: when the fleet-wide rules do not enter quarantine, the fresh
+-- expiries are grouped by the runner's realm and the mass_expiry rule is
+-- applied to each realm alone: lost = the realm's expiries within the
+-- window (ARGV[10] .. realm) plus its fresh ones, base = its live runners
+-- (ARGV[9] .. realm, the fresh ones still in it) plus those expiries, and
+-- the percent is the realm's p:massExpiryPercent, else ARGV[4]. A realm
+-- entering quarantine gets its own state hash (ARGV[12] .. realm), joins
+-- KEYS[10] (score: since) and its fresh runners go to its own quarantine
+-- zset (ARGV[11] .. realm), not KEYS[4]; while its state is active, every
+-- expiry of that realm is quarantined the same way, and the other realms'
+-- runners keep expiring. realm_quarantine_step.lua ends it.
 --
 -- Candidates are index entries with a deadline strictly before now: Redis
 -- expires a PX key only once its time is passed, so at the deadline's own
@@ -44,7 +59,8 @@
 -- (outage_grace.lua), whoever recorded the window.
 --
 -- Returns {entered (0/1), now ms, expire ids, quarantined ids, lost, base,
---          next ms, rule, silent, population, grace due (0/1)}
+--          next ms, rule, silent, population, grace due (0/1),
+--          realms entered, realm-quarantined ids}
 --   lost = expiries within the window including this call's (0 when not evaluated),
 --   base = runners online within the window,
 --   next = ms from now until the earliest lease not yet due becomes due
@@ -55,7 +71,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 if redis.call('EXISTS', KEYS[9]) == 1 then
-  return {0, now, {}, {}, 0, 0, 0, '', 0, 0, 1}
+  return {0, now, {}, {}, 0, 0, 0, '', 0, 0, 1, {}, {}}
 end
 
 local limit = tonumber(ARGV[6])
@@ -88,7 +104,13 @@ for _, id in ipairs(candidates) do
   end
 end
 if #due == 0 then
-  return {0, now, {}, {}, 0, 0, nextDue, '', 0, 0, 0}
+  return {0, now, {}, {}, 0, 0, nextDue, '', 0, 0, 0, {}, {}}
+end
+
+local function realmOf(id)
+  local r = redis.call('HGET', ARGV[1] .. id, 'realm')
+  if not r or r == '' then r = 'default' end
+  return r
 end
 
 local state = redis.call('HMGET', KEYS[5], 'active', 'rule')
@@ -97,6 +119,17 @@ local rule = state[2] or 'mass_expiry'
 local entered = 0
 local expire, quarantine = {}, {}
 local lost, base, silent, population = 0, 0, 0, 0
+-- realm quarantine: realm -> ids, and the realms this call put in quarantine
+local realmQ, realmOrder, realmsEntered, realmIDs = {}, {}, {}, {}
+local function toRealm(r, id)
+  if not realmQ[r] then
+    realmQ[r] = {}
+    realmOrder[#realmOrder + 1] = r
+  end
+  local q = realmQ[r]
+  q[#q + 1] = id
+  realmIDs[#realmIDs + 1] = id
+end
 if active then
   quarantine = due
 else
@@ -104,11 +137,20 @@ else
   local pct, least = tonumber(ARGV[4]), tonumber(ARGV[5])
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - window)
   local fresh = {}
+  local realmActive = {}
   for _, id in ipairs(due) do
     if redis.call('ZSCORE', KEYS[6], id) then
       expire[#expire + 1] = id
     else
-      fresh[#fresh + 1] = id
+      local r = realmOf(id)
+      if realmActive[r] == nil then
+        realmActive[r] = redis.call('HGET', ARGV[12] .. r, 'active') == '1'
+      end
+      if realmActive[r] then
+        toRealm(r, id) -- its realm is quarantined: not a fleet-wide figure
+      else
+        fresh[#fresh + 1] = id
+      end
     end
   end
   local recent = redis.call('ZCARD', KEYS[6])
@@ -142,27 +184,71 @@ else
       'reason', rule .. ': ' .. reason)
     redis.call('HINCRBY', KEYS[8], 'quarantine_entries', 1)
   else
+    -- the mass_expiry rule, realm by realm
+    local byRealm, order = {}, {}
     for _, id in ipairs(fresh) do
-      redis.call('ZADD', KEYS[6], now, id)
-      expire[#expire + 1] = id
+      local r = realmOf(id)
+      if not byRealm[r] then
+        byRealm[r] = {}
+        order[#order + 1] = r
+      end
+      local g = byRealm[r]
+      g[#g + 1] = id
+    end
+    for _, r in ipairs(order) do
+      local ids = byRealm[r]
+      local rexp = ARGV[10] .. r
+      redis.call('ZREMRANGEBYSCORE', rexp, '-inf', now - window)
+      local rrecent = redis.call('ZCARD', rexp)
+      local rlost = rrecent + #ids
+      local rbase = redis.call('ZCARD', ARGV[9] .. r) + rrecent
+      local rpct = tonumber(redis.call('HGET', ARGV[8] .. r, 'p:massExpiryPercent')) or pct
+      if rlost >= least and rlost * 100 > rpct * rbase then
+        local skey = ARGV[12] .. r
+        redis.call('DEL', skey)
+        redis.call('HSET', skey, 'active', 1, 'since', now, 'count', 0, 'rule', 'mass_expiry',
+          'reason', 'mass_expiry: ' .. rlost .. ' of ' .. rbase .. ' runners of realm ' .. r ..
+            ' lost their lease within ' .. window .. ' ms')
+        redis.call('ZADD', KEYS[10], now, r)
+        redis.call('HINCRBY', KEYS[8], 'realm_quarantine_entries', 1)
+        realmsEntered[#realmsEntered + 1] = r
+        for _, id in ipairs(ids) do toRealm(r, id) end
+      else
+        for _, id in ipairs(ids) do
+          redis.call('ZADD', KEYS[6], now, id)
+          redis.call('ZADD', rexp, now, id)
+          redis.call('PEXPIRE', rexp, window)
+          expire[#expire + 1] = id
+        end
+      end
     end
   end
 end
 
-for _, id in ipairs(quarantine) do
+local function unreachable(id, zkey, why)
   local rkey = ARGV[1] .. id
   local f = redis.call('HMGET', rkey, 'epoch', 'leaseExpiresAt', 'name', 'version', 'realm', 'endpoint')
   redis.call('HSET', rkey, 'status', 'unreachable', 'unreachableAt', now)
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZADD', KEYS[3], 0, id)
-  redis.call('ZADD', KEYS[4], now, id)
+  redis.call('ZADD', zkey, now, id)
   redis.call('XADD', KEYS[7], '*', 'type', 'runner.unreachable', 'ts', now,
     'data', cjson.encode({runner = {id = id, name = f[3], version = f[4], realm = f[5], endpoint = f[6]},
-      reason = rule, leaseEpoch = tonumber(f[1]) or 0, leaseExpiredAtMs = tonumber(f[2]) or 0}))
+      reason = why, leaseEpoch = tonumber(f[1]) or 0, leaseExpiredAtMs = tonumber(f[2]) or 0}))
+end
+for _, id in ipairs(quarantine) do
+  unreachable(id, KEYS[4], rule)
 end
 if #quarantine > 0 then
   redis.call('HINCRBY', KEYS[5], 'count', #quarantine)
 end
+for _, r in ipairs(realmOrder) do
+  for _, id in ipairs(realmQ[r]) do
+    unreachable(id, ARGV[11] .. r, 'mass_expiry')
+  end
+  redis.call('HINCRBY', ARGV[12] .. r, 'count', #realmQ[r])
+end
 
-return {entered, now, expire, quarantine, lost, base, nextDue, entered == 1 and rule or '', silent, population, 0}
+return {entered, now, expire, quarantine, lost, base, nextDue, entered == 1 and rule or '', silent, population, 0,
+  realmsEntered, realmIDs}

@@ -6,6 +6,8 @@
 -- KEYS[5] realm keys hash   KEYS[6] outbox stream
 -- KEYS[7] all-runners zset   KEYS[8] status:offline zset
 -- KEYS[9] offline-since zset   KEYS[10] realm bucket hash
+-- KEYS[11] realm recent-expiries zset   KEYS[12] realm quarantine zset
+-- KEYS[13] realm quarantine state hash   KEYS[14] quarantined realms zset
 -- ARGV[1] realm name   ARGV[2] who   ARGV[3] runner key prefix
 -- ARGV[4] realm key record prefix
 --
@@ -43,8 +45,9 @@ end
 for _, h in ipairs(redis.call('HVALS', KEYS[5])) do
   redis.call('DEL', ARGV[4] .. h)
 end
-redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[10])
+redis.call('DEL', KEYS[1], KEYS[3], KEYS[4], KEYS[5], KEYS[10], KEYS[11], KEYS[12], KEYS[13])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[14], ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('XADD', KEYS[6], '*', 'type', 'realm.deleted', 'ts', now,

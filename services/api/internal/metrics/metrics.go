@@ -37,6 +37,12 @@ type Source interface {
 	ListRunners(ctx context.Context, p store.ListRunnersParams) (wire.RunnerList, error)
 }
 
+// RealmSource is the per-realm part of Source (*store.Store has it); a
+// Source without it exports no realm series.
+type RealmSource interface {
+	RealmRunnerCounts(ctx context.Context) ([]store.RealmRunnerCount, error)
+}
+
 // Options configures New.
 type Options struct {
 	Prefix    string
@@ -109,6 +115,9 @@ func New(src Source, o Options) *Metrics {
 			}
 			return 0
 		}))
+	}
+	if rs, ok := src.(RealmSource); ok {
+		reg.MustRegister(newRealms(rs, o.Prefix))
 	}
 	reg.MustRegister(o.Collectors...)
 	if o.PerRunner {
@@ -323,6 +332,39 @@ func (r *perRunner) Collect(ch chan<- prometheus.Metric) {
 		if x.Resources != nil {
 			ch <- prometheus.MustNewConstMetric(r.cpu, prometheus.GaugeValue, x.Resources.CPUPercent, x.ID)
 			ch <- prometheus.MustNewConstMetric(r.mem, prometheus.GaugeValue, x.Resources.MemoryPercent, x.ID)
+		}
+	}
+}
+
+// realms exports realm_runners{realm, status}: one series per realm and
+// status. The realm label is bounded: realms are created by global
+// operators (or by a global key registering into a new one), and at most
+// store.MaxMetricRealms of them are read.
+type realms struct {
+	src  RealmSource
+	desc *prometheus.Desc
+}
+
+func newRealms(src RealmSource, p string) *realms {
+	return &realms{src: src, desc: prometheus.NewDesc(p+"realm_runners",
+		"Runners of each realm by status (online, offline, unreachable).", []string{"realm", "status"}, nil)}
+}
+
+func (r *realms) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
+
+func (r *realms) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	counts, err := r.src.RealmRunnerCounts(ctx)
+	if err != nil {
+		return // store_up says Redis could not be read
+	}
+	for _, c := range counts {
+		for _, v := range []struct {
+			status wire.RunnerStatus
+			n      int64
+		}{{wire.RunnerOnline, c.Online}, {wire.RunnerOffline, c.Offline}, {wire.RunnerUnreachable, c.Unreachable}} {
+			ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, float64(v.n), c.Realm, string(v.status))
 		}
 	}
 }

@@ -37,7 +37,21 @@ type Handler struct {
 	now     func() time.Time
 	tracer  trace.Tracer
 	prop    propagation.TextMapPropagator
+	realms  *RealmCache // realm deliveries' secrets; nil: realm deliveries are archived
+	// signedOnly archives a realm delivery whose realm has no secret
+	// instead of sending it unsigned (production, as for the global one).
+	signedOnly bool
 }
+
+// WithRealms signs realm deliveries (Payload.Realm) with the realm's secret
+// read through realms. signedOnly archives a delivery of a realm without a
+// secret instead of sending it unsigned.
+func WithRealms(realms *RealmCache, signedOnly bool) Option {
+	return func(h *Handler) { h.realms, h.signedOnly = realms, signedOnly }
+}
+
+// errNoRealmSecret archives a realm delivery that may not go unsigned.
+var errNoRealmSecret = fmt.Errorf("%w: the realm has no webhook secret (NODE_ENV=production refuses unsigned webhooks)", ErrPermanent)
 
 // Option changes how NewHandler builds the handler.
 type Option func(*Handler)
@@ -87,12 +101,18 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	ctx, span := h.startSpan(ctx, p, attempt)
 
 	start := h.now()
-	status, hdr, sendErr := h.send(ctx, p, start)
+	signer, signErr := h.signerFor(ctx, p)
+	status, hdr, sendErr := 0, http.Header(nil), signErr
+	if signErr == nil {
+		status, hdr, sendErr = h.send(ctx, p, signer, start)
+	}
 	elapsed := h.now().Sub(start)
 	h.metrics.ObserveLatency(ctx, elapsed)
 
 	var result error
-	if sendErr != nil {
+	if errors.Is(sendErr, ErrPermanent) {
+		result = sendErr
+	} else if sendErr != nil {
 		result = &RetryableError{Err: sendErr}
 	} else {
 		result = Classify(status, hdr, h.now())
@@ -114,7 +134,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		h.metrics.Attempts.WithLabelValues(outcome).Observe(float64(attempt))
 	}
 	// logged with the attempt's context: the line carries its trace_id and span_id
-	log := h.log.With("webhook_id", p.WebhookID(), "type", p.EventType, "runner_id", p.RunnerID, "url", redactURL(p.URL),
+	log := h.log.With("webhook_id", p.WebhookID(), "type", p.EventType, "runner_id", p.RunnerID, "realm", p.Realm, "url", redactURL(p.URL),
 		"attempt", attempt, "status", status, "ms", elapsed.Milliseconds())
 	switch outcome {
 	case metrics.OutcomeDelivered:
@@ -130,9 +150,29 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return result
 }
 
+// signerFor is the signer of p's attempt: the global one, or its realm's
+// (nil: unsigned). A store error is retried; a realm delivery that may not
+// go unsigned is permanent.
+func (h *Handler) signerFor(ctx context.Context, p Payload) (*Signer, error) {
+	if p.Realm == "" {
+		return h.signer, nil
+	}
+	if h.realms == nil {
+		return nil, fmt.Errorf("%w: realm deliveries are not configured", ErrPermanent)
+	}
+	s, err := h.realms.signer(ctx, p.Realm)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read realm %s webhook secret: %w", p.Realm, err)
+	case s == nil && h.signedOnly:
+		return nil, errNoRealmSecret
+	}
+	return s, nil
+}
+
 // send makes one POST and returns the status and headers (status 0 and an
 // error when no answer came).
-func (h *Handler) send(ctx context.Context, p Payload, at time.Time) (int, http.Header, error) {
+func (h *Handler) send(ctx context.Context, p Payload, signer *Signer, at time.Time) (int, http.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
 	body := []byte(p.Body)
@@ -148,8 +188,8 @@ func (h *Handler) send(ctx context.Context, p Payload, at time.Time) (int, http.
 	h.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	req.Header.Set(HeaderID, p.WebhookID())
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(at.Unix(), 10))
-	if h.signer.Enabled() {
-		sig, err := h.signer.Sign(p.WebhookID(), at, body)
+	if signer != nil && signer.Enabled() {
+		sig, err := signer.Sign(p.WebhookID(), at, body)
 		if err != nil {
 			return 0, nil, err
 		}

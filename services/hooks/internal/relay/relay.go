@@ -38,7 +38,10 @@ type Enqueuer interface {
 
 // Config tunes a Relay.
 type Config struct {
-	URLs      []string
+	URLs []string
+	// Realms, when set, adds each event's realm's own webhookUrls to its
+	// destinations (delivery.EventRealm names the realm); nil: global only.
+	Realms    *delivery.RealmCache
 	Delivers  func(eventType string) bool // nil delivers every type
 	MaxRetry  int
 	Timeout   time.Duration // per-attempt timeout; the task timeout adds a margin
@@ -224,12 +227,29 @@ func (r *Relay) relay(ctx context.Context, msg store.OutboxEntry) error {
 		r.log.Error("hooks relay: malformed outbox entry acknowledged and dropped", "entry", msg.ID, "err", err)
 		return nil
 	}
-	switch {
-	case len(r.cfg.URLs) == 0:
-		r.metrics.RelayEvents.WithLabelValues(metrics.RelayHooksOff).Inc()
+	if r.cfg.Delivers != nil && !r.cfg.Delivers(ev.Type) { // HOOK_EVENTS filters realm destinations too
+		if len(r.cfg.URLs) == 0 && r.cfg.Realms == nil {
+			r.metrics.RelayEvents.WithLabelValues(metrics.RelayHooksOff).Inc()
+		} else {
+			r.metrics.RelayEvents.WithLabelValues(metrics.RelayFiltered).Inc()
+		}
 		return nil
-	case r.cfg.Delivers != nil && !r.cfg.Delivers(ev.Type):
-		r.metrics.RelayEvents.WithLabelValues(metrics.RelayFiltered).Inc()
+	}
+	// The realm's own destinations, read at relay time (a realm deleted
+	// since has none: realm.deleted reaches the global destinations only).
+	var realm string
+	var realmURLs []string
+	if r.cfg.Realms != nil {
+		if realm = delivery.EventRealm(ev); realm != "" {
+			h, err := r.cfg.Realms.Get(ctx, realm)
+			if err != nil {
+				return fmt.Errorf("hooks relay: realm %s destinations for %s: %w", realm, ev.ID, err)
+			}
+			realmURLs = h.URLs
+		}
+	}
+	if len(r.cfg.URLs) == 0 && len(realmURLs) == 0 {
+		r.metrics.RelayEvents.WithLabelValues(metrics.RelayHooksOff).Inc()
 		return nil
 	}
 	// One producer span per event, following the messaging conventions: a
@@ -247,16 +267,28 @@ func (r *Relay) relay(ctx context.Context, msg store.OutboxEntry) error {
 	defer span.End()
 	carrier := propagation.MapCarrier{}
 	r.prop.Inject(ctx, carrier)
+	type dest struct{ realm, url string }
+	dests := make([]dest, 0, len(r.cfg.URLs)+len(realmURLs))
+	for _, u := range r.cfg.URLs {
+		dests = append(dests, dest{url: u})
+	}
+	for _, u := range realmURLs {
+		dests = append(dests, dest{realm: realm, url: u})
+	}
 	created := 0
-	for _, url := range r.cfg.URLs {
-		task, err := delivery.NewTracedTask(ev, url, carrier)
+	for _, d := range dests {
+		task, err := delivery.NewRealmTask(ev, d.realm, d.url, carrier)
 		if err != nil { // cannot happen with a decoded event; drop rather than block
 			r.metrics.RelayEvents.WithLabelValues(metrics.RelayMalformed).Inc()
 			r.log.Error("hooks relay: cannot build delivery", "entry", msg.ID, "err", err)
 			return nil
 		}
+		id := delivery.TaskID(ev.ID, d.url)
+		if d.realm != "" {
+			id = delivery.RealmTaskID(ev.ID, d.realm, d.url)
+		}
 		_, err = r.queue.EnqueueContext(ctx, task,
-			asynq.TaskID(delivery.TaskID(ev.ID, url)), asynq.Queue(delivery.Queue),
+			asynq.TaskID(id), asynq.Queue(delivery.Queue),
 			asynq.MaxRetry(r.cfg.MaxRetry), asynq.Timeout(r.cfg.Timeout+5*time.Second),
 			asynq.Retention(r.cfg.Retention))
 		switch {
@@ -273,6 +305,6 @@ func (r *Relay) relay(ctx context.Context, msg store.OutboxEntry) error {
 		result = metrics.RelayDuplicate
 	}
 	r.metrics.RelayEvents.WithLabelValues(result).Inc()
-	r.log.DebugContext(ctx, "hooks relay: enqueued", "entry", ev.ID, "type", ev.Type, "tasks", created)
+	r.log.DebugContext(ctx, "hooks relay: enqueued", "entry", ev.ID, "type", ev.Type, "realm", realm, "tasks", created)
 	return nil
 }

@@ -259,6 +259,10 @@ func (s *Service) apply(ctx context.Context, d store.SweepDecision, by trigger) 
 			"window_ms", s.policy.Window.Milliseconds(),
 			"percent", s.policy.Percent, "min", s.policy.Min, "hold_ms", s.cfg.MassExpiryHoldMs)
 	}
+	for _, r := range d.RealmsEntered {
+		s.log.Warn("realm quarantine entered: correlated lease loss within one realm, its runners become unreachable instead of offline",
+			"realm", r, "rule", store.RuleMassExpiry, "window_ms", s.policy.Window.Milliseconds(), "hold_ms", s.cfg.MassExpiryHoldMs)
+	}
 	if n := len(d.Quarantined); n > 0 {
 		s.m.qRunners.Add(float64(n))
 		s.log.Info("runners quarantined", "count", n)
@@ -356,6 +360,7 @@ func (s *Service) recordTransition(ctx context.Context, t store.Transition) {
 // quarantined after it ended through the offline transition. Both steps are
 // safe on every replica at once.
 func (s *Service) advanceQuarantine(ctx context.Context) {
+	s.advanceRealmQuarantines(ctx)
 	st, err := s.st.GetQuarantineState(ctx)
 	if err != nil {
 		s.fail(ctx, "quarantine", err)
@@ -402,6 +407,59 @@ func (s *Service) advanceQuarantine(ctx context.Context) {
 	}
 	if err := s.st.DropQuarantined(ctx, stale); err != nil {
 		s.fail(ctx, "release", err)
+	}
+}
+
+// advanceRealmQuarantines does for every realm in its own quarantine what
+// advanceQuarantine does fleet-wide: ends it when it is over (its runners
+// back, or MASS_EXPIRY_HOLD_MS passed) and then takes the runners still
+// quarantined through the offline transition. The list is bounded by the
+// number of realms, which operators create.
+func (s *Service) advanceRealmQuarantines(ctx context.Context) {
+	realms, err := s.st.QuarantinedRealms(ctx)
+	if err != nil {
+		s.fail(ctx, "quarantine", err)
+		return
+	}
+	for _, realm := range realms {
+		step, err := s.st.StepRealmQuarantine(ctx, realm, s.cfg.MassExpiryHold(), false, s.cfg.SweepBatch)
+		if err != nil {
+			s.fail(ctx, "quarantine", err)
+			return
+		}
+		if step.Ended {
+			s.m.qExits.WithLabelValues(step.Reason).Inc()
+			s.log.Warn("realm quarantine ended", "realm", realm, "reason", step.Reason, "still_quarantined", step.Remaining,
+				"duration_ms", step.At.Sub(step.Since).Milliseconds())
+		}
+		if step.Active || step.Remaining == 0 {
+			continue
+		}
+		ids, err := s.st.RealmQuarantinedIDs(ctx, realm, s.cfg.SweepBatch)
+		if err != nil {
+			s.fail(ctx, "release", err)
+			return
+		}
+		rctx, span := s.tracer.Start(ctx, "release quarantined", trace.WithAttributes(
+			attribute.Int("yggdrasil.sweep.due", len(ids)), attribute.String("yggdrasil.realm", realm)))
+		var done []string
+		for _, r := range s.expire(rctx, ids, telemetry.TriggerQuarantineRelease) {
+			switch {
+			case r.Err == nil:
+				s.recordTransition(r.ctx, r.Transition)
+				done = append(done, r.RunnerID)
+			case errors.Is(r.Err, store.ErrLeaseAlive):
+				s.m.leaseAlive.Inc() // it came back: the next step drops it
+			case errors.Is(r.Err, store.ErrAlreadyOffline), errors.Is(r.Err, store.ErrRunnerNotFound):
+				done = append(done, r.RunnerID)
+			default:
+				s.fail(rctx, "release", r.Err)
+			}
+		}
+		if err := s.st.DropRealmQuarantined(rctx, realm, done); err != nil {
+			s.fail(rctx, "release", err)
+		}
+		span.End()
 	}
 }
 

@@ -107,6 +107,7 @@ func yggctl(t *testing.T, env map[string]string, args ...string) (string, string
 var (
 	ages    = regexp.MustCompile(`\b(in )?\d+[smhd]\b`)
 	taskIDs = regexp.MustCompile(`\btsk_[A-Za-z0-9_-]+`)
+	keyIDs  = regexp.MustCompile(`\bkey_[0-9a-f]+`)
 	blanks  = regexp.MustCompile(`  +`)
 )
 
@@ -115,6 +116,7 @@ var (
 // tabwriter's gap), so the goldens hold the columns, headers and cells.
 func normalize(s string) string {
 	s = ages.ReplaceAllString(taskIDs.ReplaceAllString(s, "<task>"), "<age>")
+	s = keyIDs.ReplaceAllString(s, "<key-id>")
 	return blanks.ReplaceAllString(s, "   ")
 }
 
@@ -259,6 +261,69 @@ func TestYggctlAgainstTheRealServices(t *testing.T) {
 		golden(t, "hooks-archived-empty", out)
 		if out, errw, code := yggctl(t, env, "hooks", "replay", "--all"); code != 0 || out != "0 deliveries queued again\n" {
 			t.Errorf("hooks replay --all: %d %q %s", code, out, errw)
+		}
+	})
+
+	t.Run("realms", func(t *testing.T) {
+		run := func(args ...string) string {
+			t.Helper()
+			out, errw, code := yggctl(t, env, args...)
+			if code != 0 {
+				t.Fatalf("yggctl %s: exit %d %s", strings.Join(args, " "), code, errw)
+			}
+			return out
+		}
+		golden(t, "realms-create", run("realms", "create", "team-a", "--description", "Team A",
+			"--policies", `{"maxRunners":5,"massExpiryPercent":30,"webhookSecret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}`))
+		golden(t, "realms-list-wide", run("realms", "list", "-o", "wide"))
+		out, errw, code := yggctl(t, env, "realms", "keys", "issue", "team-a", "--name", "ci", "--role", "register")
+		key := regexp.MustCompile(`ygg_rk_[0-9a-f]{64}`).FindString(out)
+		if code != 0 || key == "" {
+			t.Fatalf("keys issue: %d %q %s", code, out, errw)
+		}
+		golden(t, "realms-keys-issue", strings.ReplaceAll(out, key, "<key>"))
+		// the issued key registers into its realm
+		if _, err := client.New(s.api, key).Register(ctx, wire.RegisterRunnerPayload{RunnerID: "cli-a1", Name: "a1", Version: "1.2.0", Capacity: 1}); err != nil {
+			t.Fatalf("register with the issued key: %v", err)
+		}
+		out = run("realms", "keys", "list", "team-a")
+		if strings.Contains(out, key) {
+			t.Error("keys list shows key material")
+		}
+		golden(t, "realms-keys-list", out)
+		golden(t, "realms-drain", run("realms", "drain", "team-a"))
+		golden(t, "realms-get", run("realms", "get", "team-a"))
+		if _, _, code := yggctl(t, env, "realms", "delete", "team-a"); code != ExitConflict {
+			t.Errorf("delete a draining realm: exit %d, want 4", code)
+		}
+		run("realms", "activate", "team-a")
+		run("realms", "close", "team-a")
+		id := keyIDs.FindString(out)
+		if got := run("realms", "keys", "revoke", "team-a", id); got != "realm team-a: key "+id+" revoked\n" {
+			t.Errorf("revoke: %q", got)
+		}
+		if _, err := client.New(s.api, key).Register(ctx, wire.RegisterRunnerPayload{RunnerID: "cli-a2", Name: "a2", Version: "1.2.0", Capacity: 1}); client.StatusOf(err) != 401 {
+			t.Errorf("register with the revoked key: %v, want 401", err)
+		}
+		if _, err := client.New(s.api, opKey).Offline(ctx, wire.OfflinePayload{RunnerID: "cli-a1"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := run("realms", "delete", "team-a"); got != "realm team-a deleted\n" {
+			t.Errorf("delete: %q", got)
+		}
+		for _, tc := range []struct {
+			args []string
+			code int
+		}{
+			{[]string{"realms", "get", "team-a"}, ExitNotFound},
+			{[]string{"realms", "create", "Not_A_Label"}, ExitUsage},
+			{[]string{"realms", "create", "x", "--policies", "{"}, ExitUsage},
+			{[]string{"realms", "keys", "issue", "default", "--role", "admin"}, ExitUsage},
+			{[]string{"realms", "delete", "default"}, ExitConflict},
+		} {
+			if _, errw, code := yggctl(t, env, tc.args...); code != tc.code {
+				t.Errorf("yggctl %s: exit %d, want %d (%s)", strings.Join(tc.args, " "), code, tc.code, errw)
+			}
 		}
 	})
 

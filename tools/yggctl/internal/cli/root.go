@@ -103,7 +103,7 @@ func exitCode(err error) int {
 func (a *app) root() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "yggctl",
-		Short: "Operate a Yggdrasil control plane: runners, tasks, updates, quarantine, webhooks",
+		Short: "Operate a Yggdrasil control plane: runners, tasks, updates, quarantine, webhooks, realms",
 		Long: `yggctl operates a Yggdrasil control plane over its REST API.
 
 Configuration, first match wins: flags (--url, --api-key, --sweeper-url,
@@ -138,7 +138,7 @@ Exit codes: 0 ok, 1 error, 2 usage (or a request the api refused as invalid),
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"table", "json", "wide"}, cobra.ShellCompDirectiveNoFileComp
 	})
-	root.AddCommand(a.runnersCmd(), a.tasksCmd(), a.updateCmd(), a.admissionCmd(), a.quarantineCmd(), a.hooksCmd(), a.configCmd())
+	root.AddCommand(a.runnersCmd(), a.tasksCmd(), a.updateCmd(), a.admissionCmd(), a.quarantineCmd(), a.hooksCmd(), a.realmsCmd(), a.configCmd())
 	groups(root)
 	return root
 }
