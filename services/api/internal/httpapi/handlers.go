@@ -580,10 +580,22 @@ func (h *Handlers) principal(c *fiber.Ctx) auth.Principal {
 	return p
 }
 
-// operatorOn requires an operator acting on runner id: a realm-scoped
-// operator key on another realm's runner gets ErrRunnerNotFound, as for a
-// runner that does not exist, before any role check can tell them apart.
+// operatorOn requires an operator acting on runner id.
 func (h *Handlers) operatorOn(c *fiber.Ctx, id string) error {
+	return h.onRunner(c, id, auth.Principal.IsOperator)
+}
+
+// runnerOrOperator requires that runner itself (auth.Principal.ActsFor) or
+// an operator.
+func (h *Handlers) runnerOrOperator(c *fiber.Ctx, id string) error {
+	return h.onRunner(c, id, func(p auth.Principal) bool { return p.ActsFor(id) || p.IsOperator() })
+}
+
+// onRunner authenticates a request about runner id and lets it through when
+// allowed(principal). A realm-scoped key on another realm's runner gets
+// ErrRunnerNotFound, as for a runner that does not exist, before any role
+// check can tell them apart.
+func (h *Handlers) onRunner(c *fiber.Ctx, id string, allowed func(auth.Principal) bool) error {
 	p, err := h.authenticated(c)
 	if err != nil {
 		return err
@@ -592,25 +604,10 @@ func (h *Handlers) operatorOn(c *fiber.Ctx, id string) error {
 	if err := h.svc.CheckRunnerRealm(c.UserContext(), p, id); err != nil {
 		return err
 	}
-	if !p.IsOperator() {
+	if !allowed(p) {
 		return auth.ErrForbidden
 	}
 	return nil
-}
-
-func (h *Handlers) runnerOrOperator(c *fiber.Ctx, id string) error {
-	p, err := h.authenticated(c)
-	if err != nil {
-		return err
-	}
-	c.Locals(localRunner, id)
-	if err := h.svc.CheckRunnerRealm(c.UserContext(), p, id); err != nil {
-		return err
-	}
-	if p.ActsFor(id) || p.IsOperator() {
-		return nil
-	}
-	return auth.ErrForbidden
 }
 
 // actsFor checks that p may act as runner id (auth.Principal.ActsFor: its
