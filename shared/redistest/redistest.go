@@ -59,20 +59,30 @@ func StartServer(dir string, args ...string) (*Server, error) {
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", dir, "--logfile", filepath.Join(dir, "redis-"+strconv.Itoa(port)+".log"),
 		}
-		cmd := exec.Command(bin, append(base, args...)...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start redis-server: %w", err)
-		}
-		srv := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd, dir: dir}
-		if err := srv.waitReady(5 * time.Second); err != nil {
+		srv, err := startProcess(bin, append(base, args...), port, dir)
+		if err != nil {
 			lastErr = err
-			srv.Stop()
 			continue
 		}
 		return srv, nil
 	}
 	return nil, fmt.Errorf("redis-server did not start: %w", lastErr)
+}
+
+// startProcess runs a redis-server (or a sentinel) listening on port and
+// waits until it answers; a server that does not is stopped again.
+func startProcess(bin string, args []string, port int, dir string) (*Server, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	srv := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), cmd: cmd, dir: dir}
+	if err := srv.waitReady(5 * time.Second); err != nil {
+		srv.Stop()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // Client returns a new client to the server.

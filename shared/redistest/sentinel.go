@@ -153,15 +153,9 @@ func startSentinel(dir, masterName, primary string) (*Server, error) {
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			return nil, err
 		}
-		cmd := exec.Command(bin, conf, "--sentinel")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start sentinel: %w", err)
-		}
-		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(p), cmd: cmd, dir: dir}
-		if err := s.waitReady(5 * time.Second); err != nil {
+		s, err := startProcess(bin, []string{conf, "--sentinel"}, p, dir)
+		if err != nil {
 			lastErr = err
-			s.Stop()
 			continue
 		}
 		return s, nil
