@@ -254,18 +254,28 @@ func (h *Handlers) realmQuery(c *fiber.Ctx, p auth.Principal) (string, error) {
 	return q, nil
 }
 
-func (h *Handlers) listRunners(c *fiber.Ctx) error {
+// operatorRealm authenticates an operator listing and returns its realm
+// filter. The realm is checked first: another realm is a 404 whatever the
+// key's role.
+func (h *Handlers) operatorRealm(c *fiber.Ctx) (string, error) {
 	p, err := h.authenticated(c)
 	if err != nil {
-		return err
+		return "", err
 	}
-	// the realm first: another realm is a 404 whatever the key's role
 	realm, err := h.realmQuery(c, p)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if !p.IsOperator() {
-		return auth.ErrForbidden
+		return "", auth.ErrForbidden
+	}
+	return realm, nil
+}
+
+func (h *Handlers) listRunners(c *fiber.Ctx) error {
+	realm, err := h.operatorRealm(c)
+	if err != nil {
+		return err
 	}
 	out, err := h.svc.ListRunners(c.UserContext(), runners.RunnerQuery{
 		Status: c.Query("status"), Realm: realm, Cursor: c.Query("cursor"), Limit: c.Query("limit"),
@@ -408,17 +418,9 @@ func (h *Handlers) getTask(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) listAllTasks(c *fiber.Ctx) error {
-	p, err := h.authenticated(c)
+	realm, err := h.operatorRealm(c)
 	if err != nil {
 		return err
-	}
-	// the realm first: another realm is a 404 whatever the key's role
-	realm, err := h.realmQuery(c, p)
-	if err != nil {
-		return err
-	}
-	if !p.IsOperator() {
-		return auth.ErrForbidden
 	}
 	out, err := h.svc.ListAllTasks(c.UserContext(), runners.AllTasksQuery{
 		Status: c.Query("status"), Runner: c.Query("runner"), Type: c.Query("type"), Realm: realm,
