@@ -78,7 +78,7 @@ type API struct {
 	// heartbeats of concurrent requests sent to Redis in one pipeline (each
 	// still its own atomic script call); 1 sends every heartbeat alone.
 	HeartbeatBatch int `env:"HEARTBEAT_BATCH"`
-	// HeartbeatPipelines (HEARTBEAT_PIPELINES, default 2, at least 1): such
+	// HeartbeatPipelines (HEARTBEAT_PIPELINES, default 8, at least 1): such
 	// pipelines in flight at once; a heartbeat that finds one free is sent
 	// at once, the others join the next pipeline.
 	HeartbeatPipelines int `env:"HEARTBEAT_PIPELINES"`
@@ -129,7 +129,7 @@ func DefaultAPI() API {
 		MaxInflight:        256,
 		OverloadQueueMs:    100,
 		HeartbeatBatch:     64,
-		HeartbeatPipelines: 2,
+		HeartbeatPipelines: 8,
 		CountsCacheTTL:     time.Second,
 		RegisterBurst:      100,
 		HTTP: HTTPServer{

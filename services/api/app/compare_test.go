@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/yggdrasil-cp/yggdrasil/services/api/app"
+	"github.com/yggdrasil-cp/yggdrasil/shared/config"
 	"github.com/yggdrasil-cp/yggdrasil/shared/logging"
 	"github.com/yggdrasil-cp/yggdrasil/shared/redistest"
 	"github.com/yggdrasil-cp/yggdrasil/shared/testkit"
@@ -32,6 +34,8 @@ var (
 	cmpRounds = flag.Int("cmp.rounds", 2, "BenchmarkHeartbeatCompare: interleaved rounds (echo, straightforward, batched, real, ...)")
 	cmpOnly   = flag.String("cmp.only", "", "BenchmarkHeartbeatCompare: run only this target (echo, straightforward, batched, real): to profile one")
 	cmpConns  = flag.Int("cmp.conns", 64, "BenchmarkHeartbeatCompare: connections (and closed-loop workers) of the load client")
+	cmpLanes  = flag.Int("cmp.lanes", 0, "BenchmarkHeartbeatCompare: HEARTBEAT_PIPELINES of the real target (0: the default)")
+	cmpBatch  = flag.Int("cmp.batch", 0, "BenchmarkHeartbeatCompare: HEARTBEAT_BATCH of the real target (0: the default)")
 )
 
 // BenchmarkHeartbeatCompare puts the real POST /runners/heartbeat (auth on,
@@ -59,7 +63,15 @@ var (
 func BenchmarkHeartbeatCompare(b *testing.B) {
 	const runners = 512
 	srv, rdb := redistest.Start(b)
-	e := startWith(b, srv, rdb, logging.Discard(), []app.Option{app.WithTracing(otel.GetTracerProvider(), otel.GetTextMapPropagator())}, authCfg)
+	e := startWith(b, srv, rdb, logging.Discard(), []app.Option{app.WithTracing(otel.GetTracerProvider(), otel.GetTextMapPropagator())}, authCfg,
+		func(c *config.API) {
+			if *cmpLanes > 0 {
+				c.HeartbeatPipelines = *cmpLanes
+			}
+			if *cmpBatch > 0 {
+				c.HeartbeatBatch = *cmpBatch
+			}
+		})
 	regs := make([]wire.RegisterRunnerResponse, runners)
 	for i := range regs {
 		regs[i] = e.register(apiKey, wire.RegisterRunnerPayload{RunnerID: fmt.Sprintf("cmp-%03d", i)})
@@ -94,9 +106,13 @@ func BenchmarkHeartbeatCompare(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("round=%d/target=%s", round, tg.name), func(b *testing.B) {
 				_ = rdb.ConfigResetStat(context.Background()).Err()
-				cpu0 := redisCPU(b, rdb)
+				cpu0, self0 := redisCPU(b, rdb), processCPU(b)
 				r := loadRun(b, tg.hc, bodies, tokens, *cmpConns, *cmpRound, 0)
 				r.report(b)
+				if r.requests > 0 {
+					// This process: the load client and the target together.
+					b.ReportMetric((processCPU(b)-self0).Seconds()*1e6/float64(r.requests), "proc-cpu-us/op")
+				}
 				if r.requests > 0 && tg.name != "echo" {
 					b.ReportMetric((redisCPU(b, rdb)-cpu0).Seconds()*1e6/float64(r.requests), "redis-cpu-us/op")
 					b.ReportMetric(evalshaMicros(b, rdb), "evalsha-us")
@@ -134,6 +150,15 @@ func loadClient(b *testing.B, addr string) *fasthttp.HostClient {
 		}, "the fasthttp client's cleaner to stop")
 	})
 	return hc
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // redisCPU is the CPU time redis-server used so far (INFO cpu).

@@ -33,55 +33,58 @@
 -- A heartbeat that reaches the script before the sweeper's transition wins the
 -- race and keeps the runner online: the sweeper re-checks the lease atomically.
 -- An unreachable (quarantined) runner comes back online under the same epoch.
-local st = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'pendingUpdate', 'version', 'name', 'realm', 'endpoint', 'tokenHash')
+local st = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'pendingUpdate', 'version', 'realm', 'tokenHash')
 local status = st[1]
-if ARGV[15] ~= '' and (not status or st[8] ~= ARGV[15]) then
+if ARGV[15] ~= '' and (not status or st[6] ~= ARGV[15]) then
   return {4}
 end
 if not status then
   return {1}
 end
-local epoch = tonumber(st[2])
+local epoch = st[2]
 if status == 'offline' then
   return {2, epoch}
 end
-local argEpoch = tonumber(ARGV[2])
-if argEpoch ~= 0 and argEpoch ~= epoch then
+if ARGV[2] ~= '0' and ARGV[2] ~= epoch then
   return {3, epoch}
 end
 
-local realmName = st[6]
+local realmName = st[5]
 if not realmName or realmName == '' then realmName = 'default' end
 local realm = redis.call('HMGET', ARGV[12] .. realmName, 'state', 'p:leaseTtlMs', 'p:heartbeatIntervalMs')
-local ttl = tonumber(realm[2]) or tonumber(ARGV[3])
-local interval = tonumber(realm[3]) or tonumber(ARGV[13])
+-- Strings where Redis takes strings: Lua's number-to-string conversion
+-- (sprintf %.14g) showed in Redis' profile.
+local ttl = realm[2] or ARGV[3]
+local interval = realm[3] or ARGV[13]
 
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = string.format('%d', nowMs)
+local deadline = string.format('%d', nowMs + tonumber(ttl))
 local id = ARGV[1]
-local deadline = now + ttl
 
 redis.call('SET', KEYS[2], epoch, 'PX', ttl)
 redis.call('ZADD', KEYS[3], deadline, id)
 -- One HSET for every field this heartbeat changes.
 local fields = {'lastHeartbeat', now, 'leaseExpiresAt', deadline, 'heartbeatTraceparent', ARGV[14]}
-local function set(name, value) fields[#fields + 1] = name; fields[#fields + 1] = value end
+local n = 6
 if status == 'unreachable' then
-  set('status', 'online')
+  n = n + 2; fields[n - 1] = 'status'; fields[n] = 'online'
+  local who = redis.call('HMGET', KEYS[1], 'name', 'endpoint')
   redis.call('ZREM', KEYS[5], id)
   redis.call('ZADD', KEYS[4], 0, id)
   redis.call('ZREM', KEYS[6], id)
   redis.call('XADD', KEYS[9], '*', 'type', 'runner.recovered', 'ts', now, 'traceparent', ARGV[14],
-    'data', cjson.encode({runner = {id = id, name = st[5], version = st[4], realm = st[6], endpoint = st[7]}, leaseEpoch = epoch}))
+    'data', cjson.encode({runner = {id = id, name = who[1], version = st[4], realm = st[5], endpoint = who[2]}, leaseEpoch = tonumber(epoch)}))
 end
-if ARGV[4] ~= '' then set('activity', ARGV[4]) end
-if ARGV[5] ~= '' then set('resources', ARGV[5]) end
-if ARGV[6] ~= '' then set('tasksRunning', ARGV[6]) end
-if ARGV[11] ~= '' then set('startedAt', ARGV[11]) end
+if ARGV[4] ~= '' then n = n + 2; fields[n - 1] = 'activity'; fields[n] = ARGV[4] end
+if ARGV[5] ~= '' then n = n + 2; fields[n - 1] = 'resources'; fields[n] = ARGV[5] end
+if ARGV[6] ~= '' then n = n + 2; fields[n - 1] = 'tasksRunning'; fields[n] = ARGV[6] end
+if ARGV[11] ~= '' then n = n + 2; fields[n - 1] = 'startedAt'; fields[n] = ARGV[11] end
 local version = st[4]
 if ARGV[7] ~= '' then
   version = ARGV[7]
-  set('version', version)
+  n = n + 2; fields[n - 1] = 'version'; fields[n] = version
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 
@@ -111,7 +114,7 @@ if redis.call('EXISTS', KEYS[7], KEYS[8]) > 0 then
       redis.call('ZREM', KEYS[7], tid)
     end
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - tonumber(ARGV[10]))
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', nowMs - tonumber(ARGV[10]))
   cancel = redis.call('ZRANGE', KEYS[8], 0, -1)
 end
 
