@@ -368,7 +368,7 @@ func TestChartEmbeddedRedis(t *testing.T) {
 		t.Fatal("no embedded Redis Deployment")
 	}
 	cmdline := strings.Join(append(d.Spec.Template.Spec.Containers[0].Command, d.Spec.Template.Spec.Containers[0].Args...), " ")
-	for _, f := range []string{"--notify-keyspace-events Ex", "--maxmemory-policy noeviction", "--appendonly yes"} {
+	for _, f := range []string{"--notify-keyspace-events Ex", "--maxmemory-policy noeviction", "--appendonly yes", "--hash-max-listpack-value 512"} {
 		if !strings.Contains(cmdline, f) {
 			t.Errorf("embedded redis %q lacks %q", cmdline, f)
 		}

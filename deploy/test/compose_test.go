@@ -56,7 +56,7 @@ func TestComposeInvariants(t *testing.T) {
 
 	redis := p.Services["redis"]
 	cmd := strings.Join(redis.Command, " ")
-	for _, flag := range []string{"--notify-keyspace-events Ex", "--appendonly yes", "--maxmemory-policy noeviction"} {
+	for _, flag := range []string{"--notify-keyspace-events Ex", "--appendonly yes", "--maxmemory-policy noeviction", "--hash-max-listpack-value 512"} {
 		if !strings.Contains(cmd, flag) {
 			t.Errorf("redis command %q lacks %q", cmd, flag)
 		}
