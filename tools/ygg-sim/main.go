@@ -95,7 +95,7 @@ func run(args []string) error {
 	fs.Int64Var(&sp.heartbeatIntervalMs, "heartbeat-interval-ms", 15000, "spawn: HEARTBEAT_INTERVAL_MS of api and sweeper")
 	fs.IntVar(&sp.maxRunners, "max-runners", 0, "spawn: MAX_RUNNERS of the api (0 = no limit)")
 	fs.Var(sp.env, "env", "spawn: KEY=VALUE added to the api's and the sweeper's environment (repeatable; e.g. MAX_INFLIGHT=0)")
-	fs.Var(&sp.redisArgs, "redis-config", "spawn: a redis-server setting as name=value, e.g. hash-max-listpack-value=512 (repeatable)")
+	fs.Var(&sp.redisArgs, "redis-config", "spawn: a redis-server setting as name=value, after the recommended hash-max-listpack-value=512 (repeatable; e.g. hash-max-listpack-value=64 for Redis' default)")
 	fs.BoolVar(&sp.hooks, "hooks", false, "spawn: also -bin/hooks, delivering offline/unreachable webhooks to a receiver in this process (the loss scenario reports them)")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write the generator's CPU profile to this file")

@@ -73,7 +73,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 			s.Stop()
 		}
 	}()
-	// The settings docs/redis.md recommends first; RedisArgs after them win.
+	// The settings docs/deploy.md#redis recommends first; RedisArgs after them win.
 	args := append([]string{"--hash-max-listpack-value", "512"}, cfg.RedisArgs...)
 	if s.redis, err = redistest.StartServer(s.Dir, args...); err != nil {
 		return nil, fmt.Errorf("stack: %w", err)
