@@ -54,13 +54,16 @@ if not realmName or realmName == '' then realmName = 'default' end
 local realm = redis.call('HMGET', ARGV[12] .. realmName, 'state', 'p:leaseTtlMs', 'p:heartbeatIntervalMs')
 -- Strings where Redis takes strings: Lua's number-to-string conversion
 -- (sprintf %.14g) showed in Redis' profile.
-local ttl = realm[2] or ARGV[3]
-local interval = realm[3] or ARGV[13]
+-- A policy that is not a number falls back to the global value, as before.
+local ttl, ttlMs = realm[2], tonumber(realm[2])
+if not ttlMs then ttl, ttlMs = ARGV[3], tonumber(ARGV[3]) end
+local interval = realm[3]
+if not tonumber(interval) then interval = ARGV[13] end
 
 local t = redis.call('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now = string.format('%d', nowMs)
-local deadline = string.format('%d', nowMs + tonumber(ttl))
+local deadline = string.format('%d', nowMs + ttlMs)
 local id = ARGV[1]
 
 redis.call('SET', KEYS[2], epoch, 'PX', ttl)
